@@ -1,0 +1,263 @@
+"""The `ticketbridge` command.
+
+Exit codes: 0 success; 1 the sync ran but items failed or invariants broke; 2 bad input
+(config, mapping file, missing env var); 3 a tracker rejected the credentials; 4 a tracker could
+not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__, logs
+from .connectors import build_connector
+from .connectors.errors import AuthError, Retryable, TrackerError
+from .connectors.http import RetryPolicy
+from .sync.config import Config, ConfigError, MissingSecret, load_config, validate
+from .sync.engine import Engine, Flow, PassStats
+from .sync.store import Store
+
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_AUTH, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
+
+
+def default_config() -> Path:
+    """config.yaml when present, else the example (so a fresh clone can try `validate`)."""
+    for name in ("config.yaml", "config.example.yaml"):
+        if Path(name).exists():
+            return Path(name)
+    return Path("config.yaml")
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"ticketbridge: {logs.scrub_text(message)}", file=sys.stderr)
+    return code
+
+
+def open_runtime(config: Config, env: Mapping[str, str], *, check: bool = True,
+                 retry: RetryPolicy | None = None) -> tuple[Store, list[Flow]]:
+    """Connectors for every tracker (checked), the store, and the flows joining them."""
+    connectors = {name: build_connector(tracker, env, retry=retry or RetryPolicy(attempts=5, max_delay=10))
+                  for name, tracker in config.trackers.items()}
+    if check:
+        for connector in connectors.values():
+            connector.check()
+    flows = [Flow(flow.mapping, connectors[flow.mapping.left], connectors[flow.mapping.right])
+             for flow in config.flows]
+    return Store.open(config.store_url), flows
+
+
+def guarded(config: Config | None, action: Callable[[], int]) -> int:
+    """Run `action`, turning the documented errors into one clear line and an exit code."""
+    try:
+        return action()
+    except ConfigError as error:
+        print(str(error), file=sys.stderr)
+        return EXIT_INPUT
+    except MissingSecret as error:
+        return _fail(str(error), EXIT_INPUT)
+    except AuthError as error:
+        hint = ""
+        if config and error.tracker in config.trackers:
+            tracker = config.trackers[error.tracker]
+            hint = f"; check {tracker.email_env} and {tracker.token_env}"
+        return _fail(f"tracker '{error.tracker}' rejected the credentials (HTTP {error.status}){hint}",
+                     EXIT_AUTH)
+    except Retryable as error:
+        where = config.trackers[error.tracker].base_url if config and error.tracker in config.trackers else ""
+        return _fail(f"tracker '{error.tracker}' could not be reached {where}: {error.message}".replace("  ", " "),
+                     EXIT_UNREACHABLE)
+    except TrackerError as error:
+        return _fail(str(error), EXIT_FAILED)
+
+
+# -- commands -------------------------------------------------------------------------------
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    path = Path(args.config) if args.config else default_config()
+    problems = validate(path)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(problems)} problem(s) found", file=sys.stderr)
+        return EXIT_INPUT
+    config = load_config(path)
+    print(f"{path}: valid ({len(config.trackers)} trackers, {len(config.flows)} flows: "
+          f"{', '.join(f.name for f in config.flows)})")
+    return EXIT_OK
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(Path(args.config) if args.config else default_config())
+    logs.configure(config.log_format)
+    return config
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    config: Config | None = None
+
+    def action() -> int:
+        nonlocal config
+        config = _load(args)
+        store, flows = open_runtime(config, os.environ)
+        stats = Engine(store, flows, dry_run=True).sync_once()
+        store.close()
+        rows = [plan_row(p) for p in stats.planned if p.decision.writes or p.decision.halt]
+        if args.format == "json":
+            print(json.dumps(rows, indent=2, default=str))
+        else:
+            for row in rows:
+                print(f"{row['flow']} {row['item']}" + (f" <-> {row['counterpart']}" if row["counterpart"] else ""))
+                if row["halt"]:
+                    print(f"    HALT {row['halt']}")
+                for op in row["operations"]:
+                    print(f"    {op}")
+            print(f"{len(rows)} item(s) would change; nothing was written.")
+        return EXIT_OK
+
+    return guarded(config, action) if config is None else action()
+
+
+def plan_row(planned: Any) -> dict[str, Any]:
+    ops = []
+    for side in ("left", "right"):
+        for op in planned.decision.ops[side]:
+            ops.append(f"{side}: {describe_op(op)}")
+    return {"flow": planned.flow, "item": planned.key, "counterpart": planned.counterpart,
+            "halt": planned.decision.halt.reason if planned.decision.halt else None, "operations": ops,
+            "conflicts": [c.field for c in planned.decision.conflicts]}
+
+
+def describe_op(op: Any) -> str:
+    if op.kind == "create":
+        return f"create ({', '.join(sorted(op.fields))}) marker {op.marker}"
+    if op.kind == "update":
+        return "update " + ", ".join(f"{k}={v!r}" for k, v in sorted(op.fields.items()))
+    if op.kind == "transition":
+        return f"transition to {op.status!r}"
+    return f"{'public' if op.public else 'internal'} comment from {op.source_id}"
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    config: Config | None = None
+
+    def action() -> int:
+        nonlocal config
+        config = _load(args)
+        store, flows = open_runtime(config, os.environ)
+        try:
+            stats = Engine(store, flows).sync_once()
+        finally:
+            store.close()
+        print(pass_summary(stats))
+        return EXIT_OK
+
+    return guarded(config, action)
+
+
+def pass_summary(stats: PassStats) -> str:
+    return (f"items seen {stats.items_seen}; created {sum(stats.created.values())}; "
+            f"fields pushed {dict(stats.fields_pushed) or 0}; comments mirrored "
+            f"{dict(stats.comments_mirrored) or 0}; conflicts {len(stats.conflicts)}; "
+            f"failures {len(stats.failures)}; halts {len(stats.halts)}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config: Config | None = None
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        import structlog
+
+        structlog.get_logger("ticketbridge").info("run.stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    def action() -> int:
+        nonlocal config
+        config = _load(args)
+        store, flows = open_runtime(config, os.environ)
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        intervals = {name: t.poll_interval for name, t in config.trackers.items()}
+        try:
+            Engine(store, flows).run_forever(stop, intervals)
+        finally:
+            store.close()
+        return EXIT_OK
+
+    return guarded(config, action)
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from .sandbox import Sandbox
+
+    with Sandbox(args.host, args.port, seed=args.seed, export_delay=args.export_delay) as sandbox:
+        print(sandbox.describe(), flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        stop.wait()
+    print("sandbox stopped")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.mapping), quiet_logs=not args.verbose)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ticketbridge", description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--version", action="version", version=f"ticketbridge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", help="config file (default: config.yaml, else config.example.yaml)")
+        return p
+
+    with_config(sub.add_parser("validate", help="check config.yaml and every mapping file it references")
+                ).set_defaults(func=cmd_validate)
+    plan = with_config(sub.add_parser("plan", help="dry run: what a sync would do, changing nothing"))
+    plan.add_argument("--format", choices=("text", "json"), default="text")
+    plan.set_defaults(func=cmd_plan)
+    sync = with_config(sub.add_parser("sync", help="sync every flow"))
+    sync.add_argument("--once", action="store_true", required=True, help="one full pass, then exit")
+    sync.set_defaults(func=cmd_sync)
+    with_config(sub.add_parser("run", help="the long-running loop (SIGTERM/SIGINT stop it cleanly)")
+                ).set_defaults(func=cmd_run)
+    sandbox = sub.add_parser("sandbox", help="run the tracker emulators in the foreground")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8801, help="Zendesk port; Jira gets the next one")
+    sandbox.add_argument("--seed", action="store_true", help="start with realistic support tickets")
+    sandbox.add_argument("--export-delay", type=float, default=0.0,
+                         help="seconds Zendesk's incremental export hides recent changes (real Zendesk: 60)")
+    sandbox.set_defaults(func=cmd_sandbox)
+    demo = sub.add_parser("demo", help="the end-to-end demo on in-process emulators")
+    demo.add_argument("--mapping", default="mappings/zendesk-jira.yaml")
+    demo.add_argument("--verbose", action="store_true", help="show the sync's logs")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command in ("validate", "sandbox", "demo"):
+        logs.configure("auto", level="WARNING")
+        try:
+            return int(args.func(args))
+        except ConfigError as error:
+            print(str(error), file=sys.stderr)
+            return EXIT_INPUT
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""`ticketbridge demo`: the whole Zendesk <-> Jira story on in-process emulators, with a report.
+
+It seeds a support desk, syncs until quiet, then plays one working hour on both sides (an
+engineer moves an issue and comments; an agent replies, leaves an internal note and raises a
+priority; one title is edited on both sides at once) and syncs again. It exits non-zero when an
+invariant breaks: a pass after quiet that still writes, a leaked internal note, a duplicate.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import structlog
+
+from .cli import open_runtime
+from .connectors.http import RetryPolicy
+from .sandbox import Sandbox
+from .sync.config import load_config
+from .sync.engine import Engine, PassStats
+from .sync.store import Store
+
+
+def sync_until_quiet(engine: Engine, total: PassStats, max_passes: int = 6) -> int:
+    """Passes until one writes nothing; returns how many passes ran."""
+    for number in range(1, max_passes + 1):
+        stats = engine.sync_once()
+        total.merge(stats)
+        if stats.writes == 0 and not stats.failures:
+            return number
+    return max_passes
+
+
+def run_demo(mapping: Path, *, quiet_logs: bool = True) -> int:
+    from . import logs
+
+    logs.configure("console", level="WARNING" if quiet_logs else "INFO")
+    if not mapping.exists():
+        print(f"ticketbridge demo: mapping file {mapping} not found; run it from the repository root")
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="ticketbridge-demo-"))
+    with Sandbox(port=0, seed=True) as sandbox:
+        config_path = sandbox.write_config(workdir / "config.yaml", store_url=f"sqlite:///{workdir / 'demo.db'}",
+                                           mapping=mapping)
+        config = load_config(config_path, env=sandbox.credentials())
+        store, flows = open_runtime(config, sandbox.credentials(), retry=RetryPolicy(attempts=6, max_delay=2))
+        engine = Engine(store, flows)
+        tickets = len(sandbox.zendesk.tickets())
+        print(f"Sandbox: Zendesk {sandbox.zendesk.base_url} with {tickets} seeded tickets, "
+              f"Jira {sandbox.jira.base_url} (empty). Store: {store.safe_url}")
+
+        first, second = PassStats(), PassStats()
+        passes = sync_until_quiet(engine, first)
+        print(f"\n1. Initial sync: quiet after {passes} pass(es); {store.count_links()} items linked.")
+
+        story = play_an_hour(sandbox, store)
+        for line in story:
+            print(f"   - {line}")
+        passes = sync_until_quiet(engine, second)
+        print(f"\n3. Sync after the changes: quiet after {passes} pass(es).")
+
+        problems = check_invariants(sandbox, store, engine)
+        print_report(store, first, second, flows, problems)
+        store.close()
+    structlog.reset_defaults()
+    return 0 if not problems else 1
+
+
+def play_an_hour(sandbox: Sandbox, store: Store) -> list[str]:
+    """Changes on both sides, as people make them, through the trackers' own APIs."""
+    zendesk, jira = sandbox.zendesk, sandbox.jira
+    links = sorted(store.links("zendesk-jira"), key=lambda link: int(link.left_id))
+    print("\n2. An hour of work on both sides:")
+    a, b, c = links[0], links[1], links[2]
+    jira.transition(a.right_key, "In Progress")
+    jira.add_comment(a.right_key, "Reproduced on staging; a fix is in progress.", author="Dana Engineer")
+    zendesk.update_ticket(int(b.left_id), comment={"body": "Thanks for the details, we are on it.",
+                                                   "public": True})
+    zendesk.update_ticket(int(b.left_id), comment={"body": "Customer is on the Enterprise plan; "
+                                                   "call back on +49 30 1234567.", "public": False})
+    zendesk.update_ticket(int(b.left_id), priority="urgent")
+    jira.edit(c.right_key, summary=f"[ZD #{c.left_id}] Checkout fails for EU cards (engineering wording)")
+    time.sleep(1.1)  # Zendesk clocks tick in seconds: make the desk's edit clearly the newest
+    zendesk.update_ticket(int(c.left_id), subject="Checkout fails for all EU card payments")
+    return [
+        f"engineer moved {a.right_key} to In Progress and commented",
+        f"agent replied publicly on Zendesk #{b.left_id}, left an internal note and raised priority to urgent",
+        f"Zendesk #{c.left_id} subject and {c.right_key} summary edited at once (conflict)",
+    ]
+
+
+def check_invariants(sandbox: Sandbox, store: Store, engine: Engine) -> list[str]:
+    problems: list[str] = []
+    extra = engine.sync_once()
+    if extra.writes:
+        problems.append(f"a pass after quiet still wrote {extra.writes} time(s)")
+    internal = [c["body"] for t in sandbox.zendesk.tickets() for c in sandbox.zendesk.comments(t["id"])
+                if not c["public"]]
+    public_texts = [c["body"] for t in sandbox.zendesk.tickets() for c in sandbox.zendesk.comments(t["id"])
+                    if c["public"]]
+    jira_texts = [str(c) for issue in sandbox.jira.issues()
+                  for c in issue["fields"]["comment"]["comments"]]
+    for note in internal:
+        core = note.splitlines()[-1][:40]
+        if any(core in text for text in public_texts + jira_texts):
+            problems.append(f"internal note leaked: {core!r}")
+    markers = Counter(label for issue in sandbox.jira.issues() for label in issue["fields"]["labels"]
+                      if label.startswith("tb-"))
+    problems += [f"duplicate Jira issues for {m}" for m, n in markers.items() if n > 1]
+    mirrored = Counter(line for issue in sandbox.jira.issues() for c in issue["fields"]["comment"]["comments"]
+                       for line in [str(c["body"])] if "[tb:" in line)
+    problems += ["a comment was mirrored twice" for n in mirrored.values() if n > 1]
+    return problems
+
+
+def print_report(store: Store, first: PassStats, second: PassStats, flows: list, problems: list[str]) -> None:
+    total = PassStats()
+    total.merge(first)
+    total.merge(second)
+    print("\n=== ticketbridge demo report ===")
+    print(f"items linked              {store.count_links()}")
+    print(f"issues created            Zendesk -> Jira {total.created['left_to_right']}, "
+          f"Jira -> Zendesk {total.created['right_to_left']}")
+    print(f"fields pushed             Zendesk -> Jira {total.fields_pushed['left_to_right']}, "
+          f"Jira -> Zendesk {total.fields_pushed['right_to_left']}")
+    print(f"comments mirrored         Zendesk -> Jira {total.comments_mirrored['left_to_right']}, "
+          f"Jira -> Zendesk {total.comments_mirrored['right_to_left']} (as internal notes)")
+    print(f"conflicts                 {len(total.conflicts)}")
+    for conflict in total.conflicts:
+        print(f"    {conflict}")
+    failures = store.failures()
+    print(f"failures                  {len(failures)}")
+    for failure in failures:
+        print(f"    {failure.item_key} ({failure.tracker}): {failure.message}")
+    for flow in flows:
+        print(f"requests                  {flow.left.name} {flow.left.requests_made}, "
+              f"{flow.right.name} {flow.right.requests_made}")
+    print(f"invariants                {'all hold' if not problems else '; '.join(problems)}")

@@ -1,0 +1,84 @@
+"""The sandbox: every tracker emulator on consecutive loopback ports, for trying mapping files
+safely and for the demo. Zendesk takes the given port, Jira the next one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .connectors.emulator_kit import EmulatorServer
+from .connectors.jira.emulator import JiraEmulator
+from .connectors.zendesk.emulator import ZendeskEmulator
+
+CONFIG_TEMPLATE = """\
+store:
+  url: {store_url}
+trackers:
+  zendesk:
+    type: zendesk
+    base_url: {zendesk}
+    auth: {{email_env: ZENDESK_EMAIL, token_env: ZENDESK_API_TOKEN}}
+    poll_interval: {poll_interval}
+  jira:
+    type: jira
+    base_url: {jira}
+    auth: {{email_env: JIRA_EMAIL, token_env: JIRA_API_TOKEN}}
+    poll_interval: {poll_interval}
+    statuses: [To Do, In Progress, In Review, Done]
+    priorities: [Highest, High, Medium, Low, Lowest]
+flows:
+  - name: zendesk-jira
+    mapping: {mapping}
+"""
+
+# The env var names config.example.yaml reads, with the credentials the emulators accept.
+ENV_VARS = {
+    "zendesk": ("ZENDESK_EMAIL", "ZENDESK_API_TOKEN"),
+    "jira": ("JIRA_EMAIL", "JIRA_API_TOKEN"),
+}
+
+
+class Sandbox:
+    def __init__(self, host: str = "127.0.0.1", port: int = 8801, *, seed: bool = False,
+                 export_delay: float = 0.0, **emulator_options: Any) -> None:
+        self.zendesk = ZendeskEmulator(host, port, export_exclusion_seconds=export_delay, **emulator_options)
+        self.jira = JiraEmulator(host, port + 1 if port else 0, **emulator_options)
+        if seed:
+            self.zendesk.seed()
+
+    @property
+    def emulators(self) -> dict[str, EmulatorServer]:
+        return {"zendesk": self.zendesk, "jira": self.jira}
+
+    def credentials(self) -> dict[str, str]:
+        """Env var -> value, as `export` lines need them."""
+        return {
+            "ZENDESK_EMAIL": self.zendesk.email, "ZENDESK_API_TOKEN": self.zendesk.token,
+            "JIRA_EMAIL": self.jira.email, "JIRA_API_TOKEN": self.jira.token,
+        }
+
+    def write_config(self, path: Path, *, store_url: str, mapping: Path, poll_interval: str = "5s") -> Path:
+        """A config file pointing at this sandbox (used by the demo and the end-to-end tests)."""
+        path.write_text(CONFIG_TEMPLATE.format(store_url=store_url, zendesk=self.zendesk.base_url,
+                                               jira=self.jira.base_url, mapping=mapping.resolve(),
+                                               poll_interval=poll_interval))
+        return path
+
+    def describe(self) -> str:
+        lines = ["ticketbridge sandbox is running (Ctrl-C to stop)", ""]
+        for name, emulator in self.emulators.items():
+            email_var, token_var = ENV_VARS[name]
+            lines.append(f"  {name:8} {emulator.base_url}   user {self.credentials()[email_var]}"
+                         f"   token {self.credentials()[token_var]}")
+        lines += ["", "Export these, then run `ticketbridge sync --once --config config.example.yaml`:", ""]
+        lines += [f"  export {var}={value}" for var, value in self.credentials().items()]
+        return "\n".join(lines)
+
+    def __enter__(self) -> Sandbox:
+        for emulator in self.emulators.values():
+            emulator.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for emulator in self.emulators.values():
+            emulator.stop()

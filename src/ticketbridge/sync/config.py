@@ -1,0 +1,194 @@
+"""config.yaml: trackers, store, flows. Loaded once, validated with every mapping it names.
+
+Secrets never live in the file: a tracker names the environment variables that hold its email
+and token, and ``TrackerConfig.credentials`` reads them when a connector needs them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .mapping import FlowMapping, check_mapping
+from .yamlsource import ConfigError, Problem, SourceDoc, load_schema, read_yaml, schema_problems
+
+__all__ = [
+    "Config", "ConfigError", "FlowConfig", "MissingSecret", "Problem", "TrackerConfig",
+    "load_config", "parse_duration", "resolve_store_url", "validate",
+]
+
+STORE_URL_ENV = "TICKETBRIDGE_STORE_URL"
+DEFAULT_STORE_URL = "sqlite:///ticketbridge.db"
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class MissingSecret(Exception):
+    """A tracker's credential environment variable is not set (the value is never shown)."""
+
+    def __init__(self, tracker: str, env_var: str) -> None:
+        self.tracker, self.env_var = tracker, env_var
+        super().__init__(f"tracker '{tracker}': environment variable {env_var} is not set; "
+                         "export it (see config.example.yaml)")
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    name: str
+    type: str
+    base_url: str
+    email_env: str
+    token_env: str
+    poll_interval: float
+    statuses: tuple[str, ...] | None = None
+    priorities: tuple[str, ...] | None = None
+
+    def credentials(self, env: Mapping[str, str] = os.environ) -> tuple[str, str]:
+        """(email, token) read from the environment now; raises MissingSecret."""
+        values = []
+        for var in (self.email_env, self.token_env):
+            value = env.get(var)
+            if not value:
+                raise MissingSecret(self.name, var)
+            values.append(value)
+        return values[0], values[1]
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    name: str
+    mapping_path: Path
+    mapping: FlowMapping
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    store_url: str
+    trackers: dict[str, TrackerConfig]
+    flows: tuple[FlowConfig, ...]
+    lookback_seconds: float
+    batch_size: int
+    log_format: str
+
+
+def parse_duration(value: float | int | str) -> float:
+    """Seconds from 30, 1.5, "30s", "2m", "1h", "500ms" (the schema has checked the form)."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", value.strip())
+    if not match:
+        raise ValueError(f"not a duration: {value!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def resolve_store_url(url: str, base_dir: Path) -> str:
+    """A relative SQLite path is relative to the config file, not to wherever we were started."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return url
+    rest = url[len(prefix):]
+    if not rest or rest.startswith((":memory:", "/")) or rest.startswith("file:"):
+        return url
+    return prefix + str((base_dir / rest).resolve())
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] = os.environ) -> Config:
+    """Load config.yaml and every mapping it names; raises ConfigError with all problems."""
+    config, problems = _check_config(Path(path), env)
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config
+
+
+def validate(path: str | Path) -> list[Problem]:
+    """Every problem in a config and its mappings; [] when all is valid (CLI: exit 2 otherwise)."""
+    return _check_config(Path(path), os.environ)[1]
+
+
+def _trackers(data: Mapping[str, Any]) -> dict[str, TrackerConfig]:
+    trackers = {}
+    for name, spec in data.get("trackers", {}).items():
+        statuses, priorities = spec.get("statuses"), spec.get("priorities")
+        trackers[name] = TrackerConfig(
+            name=name, type=spec["type"], base_url=spec["base_url"].rstrip("/"),
+            email_env=spec["auth"]["email_env"], token_env=spec["auth"]["token_env"],
+            poll_interval=parse_duration(spec.get("poll_interval", 30)),
+            statuses=tuple(statuses) if statuses is not None else None,
+            priorities=tuple(priorities) if priorities is not None else None,
+        )
+    return trackers
+
+
+def _check_config(path: Path, env: Mapping[str, str]) -> tuple[Config | None, list[Problem]]:
+    doc, problems = read_yaml(path)
+    if problems and doc.data is None:  # unparseable: nothing to check further
+        return None, problems
+    problems += schema_problems(doc, load_schema("config.schema.json"))
+    if problems:
+        # Tracker entries may be malformed, so mapping checks against them would mislead;
+        # still report a missing mapping file, which is independent of the rest.
+        return None, problems + _missing_mappings(doc, path.parent)
+    data: dict[str, Any] = doc.data
+    trackers = _trackers(data)
+    flows, mapping_problems = _flows(doc, path.parent, trackers)
+    problems += mapping_problems
+    if problems:
+        return None, problems
+    store_url = env.get(STORE_URL_ENV) or resolve_store_url(
+        data.get("store", {}).get("url", DEFAULT_STORE_URL), path.parent)
+    sync = data.get("sync", {})
+    return Config(
+        path=path, store_url=store_url, trackers=trackers, flows=tuple(flows),
+        lookback_seconds=parse_duration(sync.get("lookback", 120)),
+        batch_size=sync.get("batch_size", 100),
+        log_format=data.get("log", {}).get("format", "auto"),
+    ), []
+
+
+def _mapping_path(base_dir: Path, relative: str) -> Path:
+    return base_dir / relative
+
+
+def _missing_mappings(doc: SourceDoc, base_dir: Path) -> list[Problem]:
+    problems: list[Problem] = []
+    flows = doc.data.get("flows") if isinstance(doc.data, dict) else None
+    for i, flow in enumerate(flows if isinstance(flows, list) else []):
+        rel = flow.get("mapping") if isinstance(flow, dict) else None
+        if isinstance(rel, str) and rel and not _mapping_path(base_dir, rel).is_file():
+            problems.append(_not_found(doc, i, rel, base_dir))
+    return problems
+
+
+def _not_found(doc: SourceDoc, index: int, rel: str, base_dir: Path) -> Problem:
+    return doc.problem(("flows", index, "mapping"),
+                       f"mapping file '{rel}' not found (looked in {base_dir}); "
+                       "paths are relative to the config file's directory")
+
+
+def _flows(doc: SourceDoc, base_dir: Path, trackers: Mapping[str, TrackerConfig],
+           ) -> tuple[list[FlowConfig], list[Problem]]:
+    flows: list[FlowConfig] = []
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for i, flow in enumerate(doc.data["flows"]):
+        mapping_path = _mapping_path(base_dir, flow["mapping"])
+        if not mapping_path.is_file():
+            problems.append(_not_found(doc, i, flow["mapping"], base_dir))
+            continue
+        mapping, found = check_mapping(mapping_path, trackers=trackers)
+        problems += found
+        if mapping is None:
+            continue
+        name = flow.get("name", mapping.name)
+        if name in seen:
+            where = ("flows", i, "name") if "name" in flow else ("flows", i, "mapping")
+            problems.append(doc.problem(where, f"flow name '{name}' is already used by flows[{seen[name]}]; "
+                                               "give each flow a unique name"))
+            continue
+        seen[name] = i
+        flows.append(FlowConfig(name=name, mapping_path=mapping_path, mapping=mapping))
+    return flows, problems

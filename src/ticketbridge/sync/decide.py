@@ -1,0 +1,264 @@
+"""Pure sync decisions: current items + last-synced snapshot -> operations. No I/O, no clock.
+
+The central invariant (DESIGN.md): for every linked pair the snapshot holds, per field pair, the
+native values both sides agreed on after the last successful sync. A side whose value still
+equals the snapshot did not change; our own writes therefore come back equal to the snapshot and
+are dropped, so there is no echo and replaying an event is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from .mapping import FieldPair, FlowMapping, UnmappedValue, render_template, strip_template
+from .model import (
+    AddComment,
+    Comment,
+    Conflict,
+    Create,
+    Decision,
+    Halt,
+    Item,
+    Operation,
+    Side,
+    Transition,
+    Update,
+    other,
+    with_comment_marker,
+)
+
+Direction = Literal["left_to_right", "right_to_left"]
+SIDES: tuple[Side, Side] = ("left", "right")
+TRACKER_TITLES = {"zendesk": "Zendesk", "jira": "Jira", "github": "GitHub", "clickup": "ClickUp"}
+
+
+def direction_from(side: Side) -> Direction:
+    return "left_to_right" if side == "left" else "right_to_left"
+
+
+def canon(value: Any) -> Any:
+    """One comparable form per value: trackers disagree on empty vs null, list order, CRLF."""
+    if value is None or value == "" or value == () or value == []:
+        return None
+    if isinstance(value, list | tuple | set | frozenset):
+        return tuple(sorted(canon(v) for v in value))
+    if isinstance(value, str):
+        return value.replace("\r\n", "\n").rstrip()
+    return value
+
+
+def json_value(value: Any) -> Any:
+    """The snapshot's stored form of a canonical value (tuples become lists)."""
+    value = canon(value)
+    return list(value) if isinstance(value, tuple) else value
+
+
+class _Halted(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _carry(pair: FieldPair, value: Any, source_side: Side, source: Item, target: Item | None) -> Any:
+    """The value `pair` writes on the other side when `value` comes from `source`.
+
+    Templates decorate the side they write, rendered with the placeholders of the item the value
+    came from. Carrying a decorated value back therefore first peels the decoration off, using
+    the placeholders of the item on the other side (the one that value originally came from).
+    """
+    template_in = pair.template_left if source_side == "left" else pair.template_right
+    template_out = pair.template_right if source_side == "left" else pair.template_left
+    if template_in and target is not None and isinstance(value, str):
+        value = strip_template(template_in, value, key=target.key, id=target.id, url=target.url)
+    if pair.values is not None:
+        try:
+            value = pair.values.lookup(value, direction_from(source_side))
+        except UnmappedValue as error:
+            raise _Halted(str(error)) from error
+    if template_out and value is not None:
+        value = render_template(template_out, str(value), key=source.key, id=source.id, url=source.url)
+    return canon(value)
+
+
+def _field_ops(fields: Mapping[str, Any], transition_field: str | None) -> list[Operation]:
+    ops: list[Operation] = []
+    plain = {k: v for k, v in fields.items() if k != transition_field}
+    if plain:
+        ops.append(Update(plain))
+    if transition_field and transition_field in fields and fields[transition_field] is not None:
+        ops.append(Transition(str(fields[transition_field])))
+    return ops
+
+
+def _tracker_title(tracker: str) -> str:
+    return TRACKER_TITLES.get(tracker, tracker)
+
+
+def comment_ops(mapping: FlowMapping, source: Item, source_side: Side, target: Item | None,
+                mirrored: set[str]) -> tuple[list[AddComment], list[tuple[str, str]]]:
+    """Comments of `source` to mirror onto the other side, and mirrors found already posted.
+
+    A comment is mirrored once: never when it is itself a mirror (it carries our marker), never
+    when the store says it was, and never when the target already has a comment whose marker
+    names it (a crash came between the post and the commit: adopt it instead).
+    """
+    rules = mapping.comments
+    posted = {c.mirrored_from: c.id for c in (target.comments or ()) if c.mirrored_from} if target else {}
+    ops: list[AddComment] = []
+    adopted: list[tuple[str, str]] = []
+    target_tracker = mapping.right if source_side == "left" else mapping.left
+    for comment in source.comments or ():
+        ref = f"{source.tracker}:{comment.id}"
+        if comment.mirrored_from or ref in mirrored:
+            continue
+        if ref in posted:
+            adopted.append((ref, f"{target_tracker}:{posted[ref]}"))
+            continue
+        if source_side == "left":
+            if not (rules.public_to_right if comment.public else rules.internal_to_right):
+                continue
+            # An internal note stays internal on the engineering side too.
+            public = comment.public
+        else:
+            if not rules.to_left:
+                continue
+            # Engineering comments reach the customer only when the flow says so, and a
+            # restricted engineering comment never does.
+            public = rules.to_left_public and comment.public
+        ops.append(AddComment(_mirror_body(source, comment), public, ref))
+    return ops, adopted
+
+
+def _mirror_body(source: Item, comment: Comment) -> str:
+    kind = "reply" if comment.public else "internal note"
+    header = f"{_tracker_title(source.tracker)} {source.key} · {kind} by {comment.author}"
+    return with_comment_marker(f"{header}\n\n{comment.body}", f"{source.tracker}:{comment.id}")
+
+
+def decide_create(mapping: FlowMapping, source: Item, source_side: Side,
+                  target_transition_field: str | None) -> Decision:
+    """Create the counterpart of an unlinked, selected item."""
+    target_side = other(source_side)
+    direction = direction_from(source_side)
+    fixed = mapping.create_right if target_side == "right" else mapping.create_left
+    fields: dict[str, Any] = dict(fixed)
+    snapshot: dict[str, Any] = {}
+    try:
+        for pair in mapping.fields:
+            source_field = pair.left if source_side == "left" else pair.right
+            target_field = pair.right if source_side == "left" else pair.left
+            value = canon(source.fields.get(source_field))
+            if not pair.flows(direction):
+                continue
+            carried = _carry(pair, value, source_side, source, None)
+            if carried is not None:
+                fields[target_field] = list(carried) if isinstance(carried, tuple) else carried
+            sides = {source_side: json_value(value), target_side: json_value(carried)}
+            snapshot[pair.name] = [sides["left"], sides["right"]]
+    except _Halted as halted:
+        return Decision(halt=Halt(halted.reason))
+    marker = f"{source.tracker}:{source.id}"
+    create_fields = {k: v for k, v in fields.items() if k != target_transition_field}
+    ops: list[Operation] = [Create(create_fields, marker)]
+    if target_transition_field and fields.get(target_transition_field) is not None:
+        ops.append(Transition(str(fields[target_transition_field])))
+    comments, _ = comment_ops(mapping, source, source_side, None, set())
+    ops.extend(comments)
+    return Decision(ops={source_side: (), target_side: tuple(ops)}, snapshot=snapshot)
+
+
+def decide_pair(mapping: FlowMapping, left: Item, right: Item, snapshot: Mapping[str, Any] | None,
+                mirrored: set[str], transition_fields: Mapping[Side, str | None]) -> Decision:
+    """Sync one linked pair: push what changed on one side, resolve what changed on both."""
+    items: dict[Side, Item] = {"left": left, "right": right}
+    writes: dict[Side, dict[str, Any]] = {"left": {}, "right": {}}
+    new_snapshot: dict[str, Any] = {}
+    conflicts: list[Conflict] = []
+    snapshot = snapshot or {}
+    try:
+        for pair in mapping.fields:
+            current = {"left": canon(left.fields.get(pair.left)), "right": canon(right.fields.get(pair.right))}
+            if pair.name in snapshot:
+                agreed = {"left": canon(snapshot[pair.name][0]), "right": canon(snapshot[pair.name][1])}
+                changed = {s: current[s] != agreed[s] for s in ("left", "right")}
+            else:
+                # A link without history (adopted after a crash): the creating direction leads.
+                changed = {"left": pair.flows("left_to_right"), "right": not pair.flows("left_to_right")}
+            winner = _winner(pair, changed, current, items, conflicts)
+            new_snapshot[pair.name] = [json_value(current["left"]), json_value(current["right"])]
+            if winner is None:
+                continue
+            loser = other(winner)
+            carried = _carry(pair, current[winner], winner, items[winner], items[loser])
+            if carried != current[loser]:
+                target_field = pair.right if loser == "right" else pair.left
+                writes[loser][target_field] = list(carried) if isinstance(carried, tuple) else carried
+            agreed_now = {winner: json_value(current[winner]), loser: json_value(carried)}
+            new_snapshot[pair.name] = [agreed_now["left"], agreed_now["right"]]
+    except _Halted as halted:
+        return Decision(halt=Halt(halted.reason))
+
+    ops: dict[Side, list[Operation]] = {"left": _field_ops(writes["left"], transition_fields.get("left")),
+                                        "right": _field_ops(writes["right"], transition_fields.get("right"))}
+    adopted: list[tuple[str, str]] = []
+    for side in SIDES:
+        comments, found = comment_ops(mapping, items[side], side, items[other(side)], mirrored)
+        ops[other(side)].extend(comments)
+        adopted.extend(found)
+    return Decision(ops={s: tuple(v) for s, v in ops.items()}, snapshot=new_snapshot,
+                    conflicts=tuple(conflicts), adopted_comments=tuple(adopted))
+
+
+def _winner(pair: FieldPair, changed: Mapping[str, bool], current: Mapping[str, Any],
+            items: Mapping[Side, Item], conflicts: list[Conflict]) -> Side | None:
+    """Which side's value travels for this pair, if any."""
+    flows = {"left": pair.flows("left_to_right"), "right": pair.flows("right_to_left")}
+    if changed["left"] and changed["right"]:
+        if _agree(pair, current, items):
+            return None  # both moved to equivalent values: nothing to resolve
+        if flows["left"] and flows["right"]:
+            winner = _resolve(pair.conflict, items)
+        else:
+            winner = "left" if flows["left"] else "right"
+        rule = pair.conflict if flows["left"] and flows["right"] else f"direction:{pair.direction}"
+        conflicts.append(Conflict(pair.name, current["left"], current["right"], winner, rule))
+        return winner
+    for side in SIDES:
+        if changed[side] and flows[side]:
+            return side
+    return None
+
+
+def _agree(pair: FieldPair, current: Mapping[str, Any], items: Mapping[Side, Item]) -> bool:
+    for side in SIDES:
+        if not pair.flows(direction_from(side)):
+            continue
+        loser = other(side)
+        try:
+            carried = _carry(pair, current[side], side, items[side], items[loser])
+        except _Halted:
+            continue
+        if carried == current[loser]:
+            return True
+    return False
+
+
+def _resolve(rule: str, items: Mapping[Side, Item]) -> Side:
+    if rule == "owner:left":
+        return "left"
+    if rule == "owner:right":
+        return "right"
+    # newest: the side whose tracker clock says it changed last; ties go to the left (the desk).
+    return "left" if items["left"].updated_at >= items["right"].updated_at else "right"
+
+
+def field_names(ops: Sequence[Operation]) -> list[str]:
+    """The fields an operation list writes (for reports): Update keys and transitioned status."""
+    names: list[str] = []
+    for op in ops:
+        if isinstance(op, Update | Create):
+            names.extend(op.fields)
+        elif isinstance(op, Transition):
+            names.append("status")
+    return names

@@ -1,0 +1,783 @@
+"""The sync state: links, snapshots, pending creations, comment mirrors, cursors, failures, audit.
+
+SQLite by default (one process serves a team) and PostgreSQL for scale, with the same code.
+The schema is owned by Alembic from the first table on: `Store.open` upgrades the database to
+the head revision, so a fresh database is created and an old one is brought up to date.
+
+The engine-facing API uses plain values (frozen dataclasses, str, int, dict); no SQLAlchemy type
+leaks out. Everything that must become true together after one item is pushed goes through
+`commit_item`, in one transaction (see DESIGN.md, "The central invariant").
+
+JSON values (snapshots, audit details) round-trip through JSON: tuples come back as lists and
+dict keys as strings, so the caller normalizes before comparing; datetimes must be stored as ISO
+strings by the caller. Anything JSON cannot represent raises TypeError before touching the store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import StaticPool
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+SIDES = ("left", "right")
+# How long a SQLite writer waits for another process's write lock before failing.
+SQLITE_BUSY_TIMEOUT_MS = 5000
+# Rows fetched per query when iterating links, so a large store is never loaded at once.
+_LINK_PAGE = 500
+
+
+class LinkConflict(ValueError):
+    """A commit would re-pair an item that is already linked to a different item in the flow."""
+
+
+# -- value types ------------------------------------------------------------------------------
+
+
+def _check_side(side: str) -> str:
+    if side not in SIDES:
+        raise ValueError(f"side must be 'left' or 'right', not {side!r}")
+    return side
+
+
+@dataclass(frozen=True)
+class Link:
+    id: int
+    flow: str
+    left_id: str
+    left_key: str
+    right_id: str
+    right_key: str
+    snapshot: dict[str, Any]
+    left_version: str | None
+    right_version: str | None
+
+    def id_on(self, side: str) -> str:
+        return self.left_id if _check_side(side) == "left" else self.right_id
+
+    def key_on(self, side: str) -> str:
+        return self.left_key if _check_side(side) == "left" else self.right_key
+
+    def version_on(self, side: str) -> str | None:
+        return self.left_version if _check_side(side) == "left" else self.right_version
+
+
+@dataclass(frozen=True)
+class Failure:
+    id: int
+    flow: str
+    tracker: str
+    item_id: str
+    item_key: str
+    kind: str  # 'halt' | 'error'
+    reason: str  # short code: "unmapped_value", "http_400"
+    message: str  # the tracker's message
+    attempts: int
+    state: str  # 'open' | 'resolved' | 'dropped'
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    ts: datetime
+    flow: str
+    link_id: int | None
+    kind: str
+    side: str | None
+    detail: dict[str, Any]
+
+
+@dataclass
+class ItemCommit:
+    """Everything that becomes true together after one item is pushed."""
+
+    flow: str
+    left_id: str
+    left_key: str
+    right_id: str
+    right_key: str
+    snapshot: dict[str, Any]
+    # Written as given (None included): after a push these are the versions now known.
+    left_version: str | None = None
+    right_version: str | None = None
+    comment_links: list[tuple[str, str]] = field(default_factory=list)  # (source_ref, target_ref)
+    audit: list[tuple[str, str | None, dict[str, Any]]] = field(default_factory=list)  # (kind, side, detail)
+    resolve_intent: tuple[str, str] | None = None  # (source_side, source_id) to delete
+    clear_failures: list[tuple[str, str]] = field(default_factory=list)  # (tracker, item_id) to resolve
+
+
+# -- schema -----------------------------------------------------------------------------------
+# The tables as the code uses them. Migrations under migrations/versions/ create them; a test
+# compares the two so they cannot drift apart.
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, also on SQLite (which stores no offset)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store only accepts timezone-aware values")
+        value = value.astimezone(UTC)
+        # SQLite would store the offset as part of a string; keep one canonical naive-UTC form so
+        # that comparisons in SQL (audit `since`) are correct.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+links_t = sa.Table(
+    "links",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("flow", sa.String(100), nullable=False),
+    sa.Column("left_id", sa.String(255), nullable=False),
+    sa.Column("left_key", sa.String(255), nullable=False),
+    sa.Column("right_id", sa.String(255), nullable=False),
+    sa.Column("right_key", sa.String(255), nullable=False),
+    sa.Column("snapshot", sa.JSON, nullable=False),
+    sa.Column("left_version", sa.String(255), nullable=True),
+    sa.Column("right_version", sa.String(255), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("flow", "left_id", name="uq_links_flow_left_id"),
+    sa.UniqueConstraint("flow", "right_id", name="uq_links_flow_right_id"),
+    sqlite_autoincrement=True,
+)
+
+intents_t = sa.Table(
+    "intents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("flow", sa.String(100), nullable=False),
+    sa.Column("source_side", sa.String(5), nullable=False),
+    sa.Column("source_id", sa.String(255), nullable=False),
+    sa.Column("source_key", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("flow", "source_side", "source_id", name="uq_intents_flow_side_source"),
+    sqlite_autoincrement=True,
+)
+
+comment_links_t = sa.Table(
+    "comment_links",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "link_id", sa.Integer, sa.ForeignKey("links.id", name="fk_comment_links_link_id"), nullable=False
+    ),
+    sa.Column("flow", sa.String(100), nullable=False),
+    sa.Column("source_ref", sa.String(255), nullable=False),
+    sa.Column("target_ref", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("flow", "source_ref", name="uq_comment_links_flow_source_ref"),
+    sa.Index("ix_comment_links_link_id", "link_id"),
+    sqlite_autoincrement=True,
+)
+
+cursors_t = sa.Table(
+    "cursors",
+    metadata,
+    sa.Column("tracker", sa.String(100), primary_key=True),
+    sa.Column("scope", sa.String(255), primary_key=True),
+    sa.Column("value", sa.String(1000), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+failures_t = sa.Table(
+    "failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("flow", sa.String(100), nullable=False),
+    sa.Column("tracker", sa.String(100), nullable=False),
+    sa.Column("item_id", sa.String(255), nullable=False),
+    sa.Column("item_key", sa.String(255), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("reason", sa.String(100), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("flow", "tracker", "item_id", name="uq_failures_flow_tracker_item"),
+    sa.Index("ix_failures_state", "state"),
+    sqlite_autoincrement=True,
+)
+
+audit_t = sa.Table(
+    "audit",
+    metadata,
+    # AUTOINCREMENT on SQLite: ids are never reused, so "rows after id N" (audit_counts) is sound.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", UTCDateTime, nullable=False),
+    sa.Column("flow", sa.String(100), nullable=False),
+    sa.Column("link_id", sa.Integer, nullable=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("side", sa.String(5), nullable=True),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Index("ix_audit_flow_ts", "flow", "ts"),
+    sqlite_autoincrement=True,
+)
+
+
+# -- engine and migrations --------------------------------------------------------------------
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    # ConfigParser interpolation: a literal '%' in the path must be doubled.
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None, "no migrations found"
+    return head
+
+
+def _create_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        # pre_ping: a worker survives a PostgreSQL restart instead of failing on a dead pooled connection.
+        return sa.create_engine(url, pool_pre_ping=True)
+
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    if in_memory:
+        # One shared connection, or every pooled connection would see its own empty database.
+        engine = sa.create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (below); the driver's implicit BEGIN comes too late.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        if not in_memory:
+            cur.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # IMMEDIATE takes the write lock up front, waiting up to busy_timeout. A deferred
+        # transaction that reads and then writes can instead fail at once with SQLITE_BUSY when
+        # another process committed in between, which busy_timeout does not cover.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _upgrade_engine(engine: Engine) -> None:
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        # env.py runs the migrations on this connection, inside this transaction.
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def upgrade(url: str) -> None:
+    """Create or upgrade the database at `url` to the newest schema."""
+    engine = _create_engine(url)
+    try:
+        _upgrade_engine(engine)
+    finally:
+        engine.dispose()
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json_value(value: Any, what: str) -> Any:
+    """Refuse what JSON cannot hold now, rather than fail (or silently change) inside a transaction."""
+
+    def refuse(obj: Any) -> Any:
+        hint = " (store datetimes as ISO strings)" if isinstance(obj, datetime) else ""
+        raise TypeError(f"{what} must be JSON-serializable; got {type(obj).__name__}: {obj!r}{hint}")
+
+    try:
+        json.dumps(value, default=refuse, allow_nan=False)
+    except ValueError as exc:  # NaN / Infinity: PostgreSQL rejects them, SQLite would keep them
+        raise TypeError(f"{what} must be JSON-serializable: {exc}") from exc
+    return value
+
+
+def _insert(conn: Connection, table: sa.Table) -> Any:
+    """An INSERT that supports ON CONFLICT on both SQLite and PostgreSQL."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _link(row: sa.Row[Any]) -> Link:
+    return Link(
+        id=row.id,
+        flow=row.flow,
+        left_id=row.left_id,
+        left_key=row.left_key,
+        right_id=row.right_id,
+        right_key=row.right_key,
+        snapshot=dict(row.snapshot),
+        left_version=row.left_version,
+        right_version=row.right_version,
+    )
+
+
+def _failure(row: sa.Row[Any]) -> Failure:
+    return Failure(
+        id=row.id,
+        flow=row.flow,
+        tracker=row.tracker,
+        item_id=row.item_id,
+        item_key=row.item_key,
+        kind=row.kind,
+        reason=row.reason,
+        message=row.message,
+        attempts=row.attempts,
+        state=row.state,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+# -- the store --------------------------------------------------------------------------------
+
+
+class Store:
+    def __init__(self, url: str, engine: Engine) -> None:
+        self._url = url
+        self._engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect and migrate to head (creating a fresh database, upgrading an old one)."""
+        engine = _create_engine(url)
+        try:
+            _upgrade_engine(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(url, engine)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @property
+    def url(self) -> str:
+        """The URL as given, password included: never log it, log `safe_url`."""
+        return self._url
+
+    @property
+    def safe_url(self) -> str:
+        return make_url(self._url).render_as_string(hide_password=True)
+
+    def __repr__(self) -> str:
+        return f"Store({self.safe_url!r})"
+
+    # -- links --------------------------------------------------------------------------------
+
+    def link_for(self, flow: str, side: str, item_id: str) -> Link | None:
+        col = links_t.c.left_id if _check_side(side) == "left" else links_t.c.right_id
+        with self._engine.begin() as conn:
+            row = conn.execute(sa.select(links_t).where(links_t.c.flow == flow, col == item_id)).first()
+        return _link(row) if row else None
+
+    def links(self, flow: str | None = None) -> Iterator[Link]:
+        # Keyset pages in short transactions: no connection is held while the caller works.
+        last_id = 0
+        while True:
+            query = sa.select(links_t).where(links_t.c.id > last_id).order_by(links_t.c.id).limit(_LINK_PAGE)
+            if flow is not None:
+                query = query.where(links_t.c.flow == flow)
+            with self._engine.begin() as conn:
+                rows = conn.execute(query).all()
+            for row in rows:
+                yield _link(row)
+            if len(rows) < _LINK_PAGE:
+                return
+            last_id = rows[-1].id
+
+    def count_links(self, flow: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(links_t)
+        if flow is not None:
+            query = query.where(links_t.c.flow == flow)
+        with self._engine.begin() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # -- idempotent creation ------------------------------------------------------------------
+
+    def record_intent(self, flow: str, source_side: str, source_id: str, source_key: str) -> bool:
+        """Record that we are about to create the counterpart of an item; commits at once.
+
+        Returns True when the intent already existed: a previous attempt may have created the
+        item, so the caller searches for its marker before creating again.
+        """
+        _check_side(source_side)
+        with self._engine.begin() as conn:
+            stmt = (
+                _insert(conn, intents_t)
+                .values(
+                    flow=flow,
+                    source_side=source_side,
+                    source_id=source_id,
+                    source_key=source_key,
+                    created_at=_now(),
+                )
+                .on_conflict_do_nothing(index_elements=["flow", "source_side", "source_id"])
+                # RETURNING, not rowcount: rowcount after ON CONFLICT is not reliable across drivers.
+                .returning(intents_t.c.id)
+            )
+            inserted = conn.execute(stmt).first()
+        return inserted is None
+
+    def has_intent(self, flow: str, source_side: str, source_id: str) -> bool:
+        query = sa.select(intents_t.c.id).where(
+            intents_t.c.flow == flow,
+            intents_t.c.source_side == source_side,
+            intents_t.c.source_id == source_id,
+        )
+        with self._engine.begin() as conn:
+            return conn.execute(query).first() is not None
+
+    def pending_intents(self, flow: str | None = None) -> list[tuple[str, str, str, str]]:
+        """(flow, source_side, source_id, source_key) of creations not yet committed, oldest first."""
+        t = intents_t
+        query = sa.select(t.c.flow, t.c.source_side, t.c.source_id, t.c.source_key).order_by(t.c.id)
+        if flow is not None:
+            query = query.where(t.c.flow == flow)
+        with self._engine.begin() as conn:
+            return [(r.flow, r.source_side, r.source_id, r.source_key) for r in conn.execute(query)]
+
+    # -- comments -----------------------------------------------------------------------------
+
+    def mirrored(self, flow: str, source_ref: str) -> str | None:
+        """The target_ref of the mirror of `source_ref`, if it was mirrored already."""
+        t = comment_links_t
+        query = sa.select(t.c.target_ref).where(t.c.flow == flow, t.c.source_ref == source_ref)
+        with self._engine.begin() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    def mirrored_refs(self, flow: str, link_id: int) -> set[str]:
+        """Every source_ref and target_ref of the link: originals and mirrors are both done."""
+        t = comment_links_t
+        query = sa.select(t.c.source_ref, t.c.target_ref).where(t.c.flow == flow, t.c.link_id == link_id)
+        refs: set[str] = set()
+        with self._engine.begin() as conn:
+            for row in conn.execute(query):
+                refs.update((row.source_ref, row.target_ref))
+        return refs
+
+    # -- the one per-item transaction ---------------------------------------------------------
+
+    def commit_item(self, c: ItemCommit) -> Link:
+        """Make one pushed item's outcome true at once: link, snapshot, versions, comment
+        mirrors, audit, intent removal and failure resolution, in ONE transaction.
+
+        The link is found by (flow, left_id), else (flow, right_id), and updated; otherwise it is
+        inserted. Link ids are immutable identity: if either id is already linked to a different
+        item, LinkConflict is raised and nothing is written.
+        """
+        _json_value(c.snapshot, "snapshot")
+        for _kind, side, detail in c.audit:
+            if side is not None:
+                _check_side(side)
+            _json_value(detail, "audit detail")
+        if c.resolve_intent is not None:
+            _check_side(c.resolve_intent[0])
+
+        try:
+            with self._engine.begin() as conn:
+                return self._apply_commit(conn, c)
+        except IntegrityError:
+            # Another process inserted the same link between our lookup and our insert (the
+            # unique constraint made one of us fail). Everything was rolled back; apply again,
+            # which now finds that row and updates it. A second failure is a real error.
+            with self._engine.begin() as conn:
+                return self._apply_commit(conn, c)
+
+    def _apply_commit(self, conn: Connection, c: ItemCommit) -> Link:
+        now = _now()
+        link_id = self._upsert_link(conn, c, now)
+        self._insert_comment_links(conn, c.flow, link_id, c.comment_links, now)
+        if c.audit:
+            conn.execute(
+                sa.insert(audit_t),
+                [
+                    {"ts": now, "flow": c.flow, "link_id": link_id, "kind": k, "side": s, "detail": d}
+                    for k, s, d in c.audit
+                ],
+            )
+        if c.resolve_intent is not None:
+            source_side, source_id = c.resolve_intent
+            conn.execute(
+                sa.delete(intents_t).where(
+                    intents_t.c.flow == c.flow,
+                    intents_t.c.source_side == source_side,
+                    intents_t.c.source_id == source_id,
+                )
+            )
+        for tracker, item_id in c.clear_failures:
+            conn.execute(
+                sa.update(failures_t)
+                .where(
+                    failures_t.c.flow == c.flow,
+                    failures_t.c.tracker == tracker,
+                    failures_t.c.item_id == item_id,
+                    failures_t.c.state == "open",
+                )
+                .values(state="resolved", updated_at=now)
+            )
+        row = conn.execute(sa.select(links_t).where(links_t.c.id == link_id)).one()
+        return _link(row)
+
+    def _upsert_link(self, conn: Connection, c: ItemCommit, now: datetime) -> int:
+        t = links_t
+        by_left = conn.execute(
+            sa.select(t.c.id, t.c.right_id).where(t.c.flow == c.flow, t.c.left_id == c.left_id)
+        ).first()
+        by_right = conn.execute(
+            sa.select(t.c.id, t.c.left_id).where(t.c.flow == c.flow, t.c.right_id == c.right_id)
+        ).first()
+        if by_left and by_left.right_id != c.right_id:
+            raise LinkConflict(
+                f"{c.flow}: left {c.left_id} is linked to right {by_left.right_id}, not {c.right_id}"
+            )
+        if by_right and by_right.left_id != c.left_id:
+            raise LinkConflict(
+                f"{c.flow}: right {c.right_id} is linked to left {by_right.left_id}, not {c.left_id}"
+            )
+        values = {
+            "left_key": c.left_key,  # keys change (a Jira issue moved project); ids do not
+            "right_key": c.right_key,
+            "snapshot": c.snapshot,
+            "left_version": c.left_version,
+            "right_version": c.right_version,
+            "updated_at": now,
+        }
+        if by_left:
+            conn.execute(sa.update(t).where(t.c.id == by_left.id).values(**values))
+            return int(by_left.id)
+        result = conn.execute(
+            sa.insert(t).values(flow=c.flow, left_id=c.left_id, right_id=c.right_id, created_at=now, **values)
+        )
+        assert result.inserted_primary_key is not None
+        return int(result.inserted_primary_key[0])
+
+    def _insert_comment_links(
+        self, conn: Connection, flow: str, link_id: int, pairs: list[tuple[str, str]], now: datetime
+    ) -> None:
+        if not pairs:
+            return
+        # A pair already present (replayed event, or a mirror recognised by its marker after a
+        # crash) is not an error: the first mapping wins.
+        stmt = _insert(conn, comment_links_t).on_conflict_do_nothing(index_elements=["flow", "source_ref"])
+        conn.execute(
+            stmt,
+            [
+                {"link_id": link_id, "flow": flow, "source_ref": s, "target_ref": t, "created_at": now}
+                for s, t in pairs
+            ],
+        )
+
+    def record_versions(self, link_id: int, left_version: str | None, right_version: str | None) -> None:
+        """Remember versions of items seen with nothing to do. None leaves that side's version as is
+        (the caller may have seen only one side)."""
+        values: dict[str, Any] = {}
+        if left_version is not None:
+            values["left_version"] = left_version
+        if right_version is not None:
+            values["right_version"] = right_version
+        if not values:
+            return
+        with self._engine.begin() as conn:
+            conn.execute(
+                sa.update(links_t).where(links_t.c.id == link_id).values(updated_at=_now(), **values)
+            )
+
+    # -- cursors ------------------------------------------------------------------------------
+
+    def cursor(self, tracker: str, scope: str) -> str | None:
+        query = sa.select(cursors_t.c.value).where(cursors_t.c.tracker == tracker, cursors_t.c.scope == scope)
+        with self._engine.begin() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    def set_cursor(self, tracker: str, scope: str, value: str) -> None:
+        """Advance a cursor; the engine calls this only after the work it covers is committed."""
+        now = _now()
+        with self._engine.begin() as conn:
+            stmt = _insert(conn, cursors_t).values(tracker=tracker, scope=scope, value=value, updated_at=now)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["tracker", "scope"], set_={"value": value, "updated_at": now}
+                )
+            )
+
+    # -- failures -----------------------------------------------------------------------------
+
+    def record_failure(
+        self, flow: str, tracker: str, item_id: str, item_key: str, kind: str, reason: str, message: str
+    ) -> Failure:
+        """Insert a failure, or update the item's existing one (attempts + 1, open again)."""
+        if kind not in ("halt", "error"):
+            raise ValueError(f"failure kind must be 'halt' or 'error', not {kind!r}")
+        now = _now()
+        t = failures_t
+        with self._engine.begin() as conn:
+            # One statement, so two workers failing the same item at once still count twice.
+            stmt = _insert(conn, t).values(
+                flow=flow,
+                tracker=tracker,
+                item_id=item_id,
+                item_key=item_key,
+                kind=kind,
+                reason=reason,
+                message=message,
+                attempts=1,
+                state="open",
+                created_at=now,
+                updated_at=now,
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["flow", "tracker", "item_id"],
+                    set_={
+                        "item_key": item_key,
+                        "kind": kind,
+                        "reason": reason,
+                        "message": message,
+                        "attempts": t.c.attempts + 1,
+                        "state": "open",
+                        "updated_at": now,
+                    },
+                )
+            )
+            row = conn.execute(
+                sa.select(t).where(t.c.flow == flow, t.c.tracker == tracker, t.c.item_id == item_id)
+            ).one()
+        return _failure(row)
+
+    def failures(self, state: str | None = "open", flow: str | None = None) -> list[Failure]:
+        """Failures in `state` (None: every state), oldest first."""
+        query = sa.select(failures_t).order_by(failures_t.c.id)
+        if state is not None:
+            query = query.where(failures_t.c.state == state)
+        if flow is not None:
+            query = query.where(failures_t.c.flow == flow)
+        with self._engine.begin() as conn:
+            return [_failure(r) for r in conn.execute(query)]
+
+    def failure(self, failure_id: int) -> Failure | None:
+        with self._engine.begin() as conn:
+            row = conn.execute(sa.select(failures_t).where(failures_t.c.id == failure_id)).first()
+        return _failure(row) if row else None
+
+    def open_failure(self, flow: str, tracker: str, item_id: str) -> Failure | None:
+        t = failures_t
+        query = sa.select(t).where(
+            t.c.flow == flow, t.c.tracker == tracker, t.c.item_id == item_id, t.c.state == "open"
+        )
+        with self._engine.begin() as conn:
+            row = conn.execute(query).first()
+        return _failure(row) if row else None
+
+    def resolve_failure(self, failure_id: int) -> None:
+        self._set_failure_state(failure_id, "resolved")
+
+    def drop_failure(self, failure_id: int) -> None:
+        """An admin gave up on the item: it no longer blocks, and stays listed as dropped."""
+        self._set_failure_state(failure_id, "dropped")
+
+    def _set_failure_state(self, failure_id: int, state: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                sa.update(failures_t)
+                .where(failures_t.c.id == failure_id)
+                .values(state=state, updated_at=_now())
+            )
+
+    # -- audit / report -----------------------------------------------------------------------
+
+    def audit(
+        self, flow: str | None = None, since: datetime | None = None, kinds: Iterable[str] | None = None
+    ) -> list[AuditEntry]:
+        """Audit rows, oldest first; `since` is inclusive."""
+        t = audit_t
+        query = sa.select(t).order_by(t.c.id)
+        if flow is not None:
+            query = query.where(t.c.flow == flow)
+        if since is not None:
+            query = query.where(t.c.ts >= since)
+        if kinds is not None:
+            query = query.where(t.c.kind.in_(list(kinds)))
+        with self._engine.begin() as conn:
+            return [
+                AuditEntry(
+                    id=r.id,
+                    ts=r.ts,
+                    flow=r.flow,
+                    link_id=r.link_id,
+                    kind=r.kind,
+                    side=r.side,
+                    detail=r.detail,
+                )
+                for r in conn.execute(query)
+            ]
+
+    def add_audit(
+        self, flow: str, kind: str, side: str | None, detail: dict[str, Any], link_id: int | None = None
+    ) -> None:
+        if side is not None:
+            _check_side(side)
+        _json_value(detail, "audit detail")
+        with self._engine.begin() as conn:
+            conn.execute(
+                sa.insert(audit_t).values(
+                    ts=_now(), flow=flow, link_id=link_id, kind=kind, side=side, detail=detail
+                )
+            )
+
+    def audit_counts(self, since_id: int = 0) -> dict[tuple[str, str | None], int]:
+        """(kind, side) -> number of audit rows with id > since_id (see last_audit_id)."""
+        t = audit_t
+        query = (
+            sa.select(t.c.kind, t.c.side, sa.func.count())
+            .where(t.c.id > since_id)
+            .group_by(t.c.kind, t.c.side)
+        )
+        with self._engine.begin() as conn:
+            return {(kind, side): int(n) for kind, side, n in conn.execute(query)}
+
+    def last_audit_id(self) -> int:
+        with self._engine.begin() as conn:
+            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(audit_t.c.id), 0))).scalar_one())

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ticketbridge.cli import open_runtime
+from ticketbridge.connectors.http import RetryPolicy
+from ticketbridge.sandbox import Sandbox
+from ticketbridge.sync.config import load_config
+from ticketbridge.sync.engine import Engine, Flow, PassStats
+from ticketbridge.sync.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+MAPPING = REPO / "mappings" / "zendesk-jira.yaml"
+
+
+@dataclass
+class Bridge:
+    sandbox: Sandbox
+    store: Store
+    flow: Flow
+    config_path: Path
+    retry: RetryPolicy
+
+    @property
+    def engine(self) -> Engine:
+        return Engine(self.store, [self.flow])
+
+    def sync(self) -> PassStats:
+        return self.engine.sync_once()
+
+    def sync_until_quiet(self, limit: int = 6) -> PassStats:
+        total = PassStats()
+        for _ in range(limit):
+            stats = self.sync()
+            total.merge(stats)
+            if stats.writes == 0 and not stats.failures:
+                return total
+        raise AssertionError(f"still writing after {limit} passes: {total}")
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.sandbox.credentials()
+
+
+def make_bridge(tmp_path: Path, sandbox: Sandbox, retry: RetryPolicy | None = None) -> Bridge:
+    config_path = sandbox.write_config(tmp_path / "config.yaml", store_url=f"sqlite:///{tmp_path / 'tb.db'}",
+                                       mapping=MAPPING)
+    config = load_config(config_path, env=sandbox.credentials())
+    retry = retry or RetryPolicy(attempts=8, base_delay=0.01, max_delay=0.2)
+    store, flows = open_runtime(config, sandbox.credentials(), retry=retry)
+    return Bridge(sandbox, store, flows[0], config_path, retry)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(port=0) as running:
+        yield running
+
+
+@pytest.fixture
+def bridge(tmp_path: Path, sandbox: Sandbox) -> Iterator[Bridge]:
+    made = make_bridge(tmp_path, sandbox)
+    yield made
+    made.store.close()

@@ -1,0 +1,202 @@
+"""The `ticketbridge` command as a user runs it: exit codes, messages, crash safety."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ticketbridge.cli import main
+from ticketbridge.sandbox import Sandbox
+from ticketbridge.sync.store import Store
+
+from .conftest import MAPPING, REPO, Bridge
+
+CRASHING_SYNC = """
+import os, signal, sys
+from ticketbridge import cli
+from ticketbridge.sync import store
+
+calls = 0
+original = store.Store.commit_item
+
+def commit_then_maybe_die(self, commit):
+    global calls
+    calls += 1
+    if calls == int(os.environ["CRASH_AT"]):
+        os.kill(os.getpid(), signal.SIGKILL)  # after the push, before the commit
+    return original(self, commit)
+
+store.Store.commit_item = commit_then_maybe_die
+sys.exit(cli.main(["sync", "--once", "--config", sys.argv[1]]))
+"""
+
+
+def run_cli(args: list[str], env: dict[str, str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ticketbridge.cli", *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=120, cwd=REPO, **kwargs)  # type: ignore[call-overload]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_validate_accepts_the_shipped_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--config", str(REPO / "config.example.yaml")]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mutation, expected", [
+    (("direction: both", "direction: sideways", 1), r"sideways.*both.*left_to_right.*right_to_left"),
+    (("right: summary", "right: summery", 1), r"summery"),
+    (("  priority:\n", "  priority:\n    bogus_key: 1\n", 1), r"bogus_key"),
+    (("fields:", "fields: [", 1), r"YAML"),
+])
+def test_validate_reports_file_line_column_for_broken_mappings(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], mutation: tuple[str, str, int], expected: str) -> None:
+    old, new, count = mutation
+    text = MAPPING.read_text()
+    assert old in text
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(text.replace(old, new, count))
+    config = (REPO / "config.example.yaml").read_text().replace("mappings/zendesk-jira.yaml", str(broken))
+    (tmp_path / "config.yaml").write_text(config)
+    assert main(["validate", "--config", str(tmp_path / "config.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert re.search(rf"{re.escape(str(broken))}:\d+:\d+: .*{expected}", err, re.S), err
+
+
+def test_unmapped_status_is_reported_with_its_position(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = MAPPING.read_text()
+    broken = tmp_path / "unmapped.yaml"
+    broken.write_text(re.sub(r"\n\s+hold: [^\n]+", "", text, count=1))
+    config = (REPO / "config.example.yaml").read_text().replace("mappings/zendesk-jira.yaml", str(broken))
+    (tmp_path / "config.yaml").write_text(config)
+    assert main(["validate", "--config", str(tmp_path / "config.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(rf"{re.escape(str(broken))}:\d+:\d+: .*hold", err), err
+
+
+def test_wrong_credentials_give_one_line_naming_the_tracker_and_env_var(sandbox: Sandbox, bridge: Bridge) -> None:
+    env = {**bridge.env, "JIRA_API_TOKEN": "not-the-token"}
+    result = run_cli(["sync", "--once", "--config", str(bridge.config_path)], env)
+    assert result.returncode == 3
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "jira" in line and "JIRA_API_TOKEN" in line
+    assert "not-the-token" not in result.stderr + result.stdout
+
+
+def test_missing_env_var_is_named(bridge: Bridge) -> None:
+    env = {k: v for k, v in bridge.env.items() if k != "ZENDESK_API_TOKEN"}
+    result = run_cli(["sync", "--once", "--config", str(bridge.config_path)],
+                     env, ) if False else subprocess.run(
+        [sys.executable, "-m", "ticketbridge.cli", "sync", "--once", "--config", str(bridge.config_path)],
+        env={k: v for k, v in {**os.environ, **env}.items() if k != "ZENDESK_API_TOKEN"},
+        capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 2
+    assert "ZENDESK_API_TOKEN" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unreachable_tracker_exits_non_zero_without_traceback(tmp_path: Path, bridge: Bridge) -> None:
+    config = bridge.config_path.read_text().replace(bridge.sandbox.jira.base_url,
+                                                    f"http://127.0.0.1:{free_port()}")
+    path = tmp_path / "unreachable.yaml"
+    path.write_text(config)
+    result = run_cli(["sync", "--once", "--config", str(path)], bridge.env)
+    assert result.returncode == 4
+    assert "jira" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_plan_changes_nothing_anywhere(bridge: Bridge, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    for n in range(3):
+        bridge.sandbox.zendesk.add_ticket(subject=f"Plan me {n}", comment={"body": "text"}, priority="high")
+    for key, value in bridge.env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["plan", "--config", str(bridge.config_path), "--format", "json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count('"create (') == 3
+    assert bridge.sandbox.jira.issues() == []
+    assert all(e.count("POST") + e.count("PUT") == 0 for e in bridge.sandbox.emulators.values())
+    store = Store.open(f"sqlite:///{bridge.config_path.parent / 'tb.db'}")
+    assert store.count_links() == 0 and store.cursor("zendesk", "zendesk-jira") is None
+    assert store.pending_intents() == []
+    store.close()
+
+
+def test_sync_once_then_sigkill_between_create_and_commit_never_duplicates(bridge: Bridge) -> None:
+    for n in range(12):
+        bridge.sandbox.zendesk.add_ticket(subject=f"Crash test {n}", comment={"body": "text"},
+                                          comments=[{"body": f"reply {n}", "public": True}])
+    script = bridge.config_path.parent / "crashing_sync.py"
+    script.write_text(CRASHING_SYNC)
+    for crash_at in (1, 5, 9):
+        result = subprocess.run([sys.executable, str(script), str(bridge.config_path)],
+                                env={**os.environ, **bridge.env, "CRASH_AT": str(crash_at)},
+                                capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert result.returncode == -signal.SIGKILL, result.stderr
+    result = run_cli(["sync", "--once", "--config", str(bridge.config_path)], bridge.env)
+    assert result.returncode == 0, result.stderr
+    issues = bridge.sandbox.jira.issues()
+    markers = [label for issue in issues for label in issue["fields"]["labels"] if label.startswith("tb-")]
+    assert len(issues) == 12 and len(set(markers)) == 12
+    comments = [str(c["body"]) for issue in issues for c in issue["fields"]["comment"]["comments"]]
+    assert len(comments) == 12, "each public reply mirrored exactly once"
+    reread = Store.open(f"sqlite:///{bridge.config_path.parent / 'tb.db'}")
+    assert reread.count_links() == 12 and reread.pending_intents() == []
+    reread.close()
+
+
+def test_run_stops_cleanly_on_sigterm(bridge: Bridge) -> None:
+    bridge.sandbox.zendesk.add_ticket(subject="Loop", comment={"body": "text"})
+    process = subprocess.Popen([sys.executable, "-m", "ticketbridge.cli", "run", "--config",
+                                str(bridge.config_path)], env={**os.environ, **bridge.env}, cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not bridge.sandbox.jira.issues() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert bridge.sandbox.jira.issues(), "the loop synced the ticket"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert "run.stopping" in err and "Traceback" not in err
+
+
+def test_sandbox_prints_urls_credentials_and_env_vars() -> None:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "ticketbridge.cli", "sandbox", "--port", str(port), "--seed"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    assert process.stdout is not None
+    while not any("export JIRA_API_TOKEN" in line for line in lines):
+        line = process.stdout.readline()
+        assert line, process.stderr.read() if process.stderr else ""
+        lines.append(line)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=20)
+    text = "".join(lines)
+    assert f"http://127.0.0.1:{port}" in text and f"http://127.0.0.1:{port + 1}" in text
+    for var in ("ZENDESK_EMAIL", "ZENDESK_API_TOKEN", "JIRA_EMAIL", "JIRA_API_TOKEN"):
+        assert f"export {var}=" in text
+    assert process.returncode == 0
+
+
+def test_demo_runs_end_to_end_and_prints_the_report() -> None:
+    result = run_cli(["demo"], {})
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = result.stdout[result.stdout.index("=== ticketbridge demo report ==="):]
+    for heading in ("items linked", "fields pushed", "comments mirrored", "conflicts", "failures",
+                    "invariants                all hold"):
+        assert heading in report
+    assert re.search(r"conflicts\s+1\b", report)

@@ -1,0 +1,151 @@
+"""Zendesk <-> Jira end to end on the emulators, through the real connectors and the store."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ticketbridge.connectors.http import RetryPolicy
+from ticketbridge.sandbox import Sandbox
+
+from .conftest import Bridge, make_bridge
+
+
+def seed(sandbox: Sandbox, count: int) -> list[int]:
+    priorities = ["urgent", "high", "normal", "low"]
+    statuses = ["new", "open", "pending", "hold"]
+    ids = []
+    for n in range(count):
+        ticket = sandbox.zendesk.add_ticket(
+            subject=f"Customer problem {n}", comment={"body": f"It broke in way {n}."},
+            priority=priorities[n % 4], status=statuses[n % 4],
+            comments=[{"body": f"Public reply {n}", "public": True},
+                      {"body": f"Internal note {n}: VIP", "public": False}] if n % 5 == 0 else None)
+        ids.append(ticket["id"])
+    return ids
+
+
+def writes(sandbox: Sandbox) -> int:
+    return sum(emulator.count(method) for emulator in sandbox.emulators.values()
+               for method in ("POST", "PUT", "PATCH"))
+
+
+def test_200_tickets_become_200_issues_and_a_second_pass_writes_nothing(bridge: Bridge) -> None:
+    seed(bridge.sandbox, 200)
+    first = bridge.sync()
+    assert not first.failures, first.failures
+    assert first.created["left_to_right"] == 200
+    assert len(bridge.sandbox.jira.issues()) == 200
+    assert bridge.store.count_links() == 200
+    before = writes(bridge.sandbox)
+    second = bridge.sync()
+    assert second.writes == 0
+    assert writes(bridge.sandbox) == before, "the second pass wrote to a tracker"
+
+
+def test_one_field_edited_on_one_side_makes_exactly_one_write(bridge: Bridge) -> None:
+    ids = seed(bridge.sandbox, 5)
+    bridge.sync_until_quiet()
+    bridge.sandbox.zendesk.update_ticket(ids[1], priority="urgent" if ids[1] % 4 != 1 else "low")
+    before = writes(bridge.sandbox)
+    stats = bridge.sync()
+    assert writes(bridge.sandbox) - before == 1
+    assert stats.fields_pushed == {"left_to_right": 1}
+    link = bridge.store.link_for("zendesk-jira", "left", str(ids[1]))
+    assert link is not None
+    expected = {"urgent": "Highest", "low": "Low"}[bridge.sandbox.zendesk.ticket(ids[1])["priority"]]
+    assert bridge.sandbox.jira.issue(link.right_id)["fields"]["priority"]["name"] == expected
+    assert bridge.sync().writes == 0
+
+
+def test_jira_transition_reaches_the_zendesk_status_through_the_mapping(bridge: Bridge) -> None:
+    ids = seed(bridge.sandbox, 3)
+    bridge.sync_until_quiet()
+    link = bridge.store.link_for("zendesk-jira", "left", str(ids[0]))
+    assert link is not None
+    bridge.sandbox.jira.transition(link.right_key, "Done")
+    bridge.sync_until_quiet()
+    assert bridge.sandbox.zendesk.ticket(ids[0])["status"] == "solved"
+    assert bridge.sandbox.jira.issue(link.right_id)["fields"]["status"]["name"] == "Done"
+
+
+def test_internal_notes_are_never_public_and_comments_mirror_once(bridge: Bridge) -> None:
+    ids = seed(bridge.sandbox, 5)
+    bridge.sync_until_quiet()
+    zendesk, jira = bridge.sandbox.zendesk, bridge.sandbox.jira
+    zendesk.add_comment(ids[2], "Internal: customer card ends 4242", public=False)
+    zendesk.add_comment(ids[2], "We are looking into it.", public=True)
+    link = bridge.store.link_for("zendesk-jira", "left", str(ids[2]))
+    assert link is not None
+    jira.add_comment(link.right_key, "Root cause found in the payment adapter.", author="Dev One")
+    bridge.sync_until_quiet()
+    bridge.sync_until_quiet()
+
+    jira_bodies = [str(c["body"]) for i in jira.issues() for c in i["fields"]["comment"]["comments"]]
+    public_desk = [c["body"] for t in zendesk.tickets() for c in zendesk.comments(t["id"]) if c["public"]]
+    internal_desk = [c["body"] for t in zendesk.tickets() for c in zendesk.comments(t["id"]) if not c["public"]]
+    assert not any("card ends 4242" in body for body in jira_bodies + public_desk)
+    assert not any("Internal note 0" in body for body in jira_bodies + public_desk)
+    assert sum("We are looking into it." in body for body in jira_bodies) == 1
+    # The engineering comment came back once, as an internal note, never as a public reply.
+    assert sum("Root cause found" in body for body in internal_desk) == 1
+    assert not any("Root cause found" in body for body in public_desk)
+    assert sum("Root cause found" in body for body in jira_bodies) == 1, "mirrored back to Jira"
+
+
+def test_field_edited_on_both_sides_is_a_reported_conflict(bridge: Bridge) -> None:
+    ids = seed(bridge.sandbox, 2)
+    bridge.sync_until_quiet()
+    link = bridge.store.link_for("zendesk-jira", "left", str(ids[0]))
+    assert link is not None
+    bridge.sandbox.jira.edit(link.right_key, summary="Engineering title")
+    time.sleep(1.1)  # Zendesk timestamps are second-granular
+    bridge.sandbox.zendesk.update_ticket(ids[0], subject="Desk title")
+    stats = bridge.sync_until_quiet()
+    assert len(stats.conflicts) == 1 and "newest" in stats.conflicts[0]
+    assert bridge.sandbox.zendesk.ticket(ids[0])["subject"] == "Desk title"
+    assert bridge.sandbox.jira.issue(link.right_id)["fields"]["summary"].endswith("Desk title")
+    assert [e.kind for e in bridge.store.audit(kinds=["conflict"])] == ["conflict"]
+
+
+def test_one_bad_ticket_goes_to_failures_while_the_rest_flow(bridge: Bridge) -> None:
+    ids = seed(bridge.sandbox, 4)
+    bridge.sync_until_quiet()
+    link = bridge.store.link_for("zendesk-jira", "left", str(ids[1]))
+    assert link is not None
+    # A Jira status the mapping does not know halts that item with a clear reason.
+    bridge.sandbox.jira.issue(link.right_id)  # exists
+    bridge.sandbox.zendesk.update_ticket(ids[1], status="closed")
+    bridge.sandbox.jira.transition(link.right_key, "In Progress")
+    bridge.sandbox.zendesk.update_ticket(ids[2], priority="low")
+    stats = bridge.sync()
+    failures = bridge.store.failures()
+    assert [f.item_id for f in failures] == [str(ids[1])]
+    assert "closed prevents ticket update" in failures[0].message
+    other = bridge.store.link_for("zendesk-jira", "left", str(ids[2]))
+    assert other is not None
+    assert bridge.sandbox.jira.issue(other.right_id)["fields"]["priority"]["name"] == "Low"
+    assert stats.failures
+
+
+def test_a_429_storm_slows_the_sync_but_loses_nothing(tmp_path: Path) -> None:
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    with Sandbox(port=0, rate_limit_per_minute=40) as sandbox:
+        for emulator in sandbox.emulators.values():
+            emulator.budget.window = 1.0  # a 1-second "minute": a storm in a test-sized time
+        seed(sandbox, 30)
+        bridge = make_bridge(tmp_path, sandbox, RetryPolicy(attempts=20, sleep=sleep))
+        bridge.sync_until_quiet()
+        assert len(sandbox.jira.issues()) == 30
+        assert bridge.store.count_links() == 30
+        rejected = sum(1 for e in sandbox.emulators.values() for _, _, status in e.request_log if status == 429)
+        assert rejected > 0
+        assert bridge.retry.rate_limit_waits >= rejected
+        # Every wait honoured Retry-After, which the emulators send as whole seconds >= 1.
+        assert min(waits) >= 1.0
+        bridge.store.close()
