@@ -54,10 +54,14 @@ def open_runtime(config: Config, env: Mapping[str, str], *, check: bool = True,
     return Store.open(config.store_url), flows
 
 
-def guarded(config: Config | None, action: Callable[[], int]) -> int:
-    """Run `action`, turning the documented errors into one clear line and an exit code."""
+def guarded(args: argparse.Namespace, action: Callable[[Config], int]) -> int:
+    """Load the config and run `action` on it, turning the documented errors into one clear
+    line and an exit code."""
+    config: Config | None = None
     try:
-        return action()
+        config = load_config(Path(args.config) if args.config else default_config())
+        logs.configure(config.log_format)
+        return action(config)
     except ConfigError as error:
         print(str(error), file=sys.stderr)
         return EXIT_INPUT
@@ -94,18 +98,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _load(args: argparse.Namespace) -> Config:
-    config = load_config(Path(args.config) if args.config else default_config())
-    logs.configure(config.log_format)
-    return config
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
-    config: Config | None = None
-
-    def action() -> int:
-        nonlocal config
-        config = _load(args)
+    def action(config: Config) -> int:
         store, flows = open_runtime(config, os.environ)
         stats = Engine(store, flows, dry_run=True).sync_once()
         store.close()
@@ -122,7 +116,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"{len(rows)} item(s) would change; nothing was written.")
         return EXIT_OK
 
-    return guarded(config, action) if config is None else action()
+    return guarded(args, action)
 
 
 def plan_row(planned: Any) -> dict[str, Any]:
@@ -146,20 +140,16 @@ def describe_op(op: Any) -> str:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    config: Config | None = None
-
-    def action() -> int:
-        nonlocal config
-        config = _load(args)
+    def action(config: Config) -> int:
         store, flows = open_runtime(config, os.environ)
         try:
             stats = Engine(store, flows).sync_once()
         finally:
             store.close()
         print(pass_summary(stats))
-        return EXIT_OK
+        return EXIT_FAILED if stats.failures else EXIT_OK
 
-    return guarded(config, action)
+    return guarded(args, action)
 
 
 def pass_summary(stats: PassStats) -> str:
@@ -170,7 +160,6 @@ def pass_summary(stats: PassStats) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config: Config | None = None
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -179,9 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         structlog.get_logger("ticketbridge").info("run.stopping", signal=signal.Signals(signum).name)
         stop.set()
 
-    def action() -> int:
-        nonlocal config
-        config = _load(args)
+    def action(config: Config) -> int:
         store, flows = open_runtime(config, os.environ)
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
@@ -192,7 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             store.close()
         return EXIT_OK
 
-    return guarded(config, action)
+    return guarded(args, action)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

@@ -74,8 +74,8 @@ def play_an_hour(sandbox: Sandbox, store: Store) -> list[str]:
     links = sorted(store.links("zendesk-jira"), key=lambda link: int(link.left_id))
     print("\n2. An hour of work on both sides:")
     a, b, c = links[0], links[1], links[2]
-    jira.transition(a.right_key, "In Progress")
-    jira.add_comment(a.right_key, "Reproduced on staging; a fix is in progress.", author="Dana Engineer")
+    jira.transition(a.right_key, "Done")
+    jira.add_comment(a.right_key, "Fixed in release 4.2.1; deployed to production.", author="Dana Engineer")
     zendesk.update_ticket(int(b.left_id), comment={"body": "Thanks for the details, we are on it.",
                                                    "public": True})
     zendesk.update_ticket(int(b.left_id), comment={"body": "Customer is on the Enterprise plan; "
@@ -85,7 +85,7 @@ def play_an_hour(sandbox: Sandbox, store: Store) -> list[str]:
     time.sleep(1.1)  # Zendesk clocks tick in seconds: make the desk's edit clearly the newest
     zendesk.update_ticket(int(c.left_id), subject="Checkout fails for all EU card payments")
     return [
-        f"engineer moved {a.right_key} to In Progress and commented",
+        f"engineer moved {a.right_key} to Done and commented",
         f"agent replied publicly on Zendesk #{b.left_id}, left an internal note and raised priority to urgent",
         f"Zendesk #{c.left_id} subject and {c.right_key} summary edited at once (conflict)",
     ]

@@ -46,6 +46,12 @@ class Bridge:
         return self.sandbox.credentials()
 
 
+def writes(sandbox: Sandbox) -> int:
+    """Requests that change tracker state (Jira's POST search/jql only reads)."""
+    return sum(1 for emulator in sandbox.emulators.values() for method, path, _ in emulator.request_log
+               if method in ("POST", "PUT", "PATCH", "DELETE") and not path.endswith("/search/jql"))
+
+
 def make_bridge(tmp_path: Path, sandbox: Sandbox, retry: RetryPolicy | None = None) -> Bridge:
     config_path = sandbox.write_config(tmp_path / "config.yaml", store_url=f"sqlite:///{tmp_path / 'tb.db'}",
                                        mapping=MAPPING)

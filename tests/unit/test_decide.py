@@ -125,6 +125,14 @@ def test_unchanged_pair_makes_no_writes(mapping: FlowMapping) -> None:
     assert decision.writes == 0 and not decision.conflicts
 
 
+def test_adopted_link_never_clears_a_value_with_an_empty_one(mapping: FlowMapping) -> None:
+    # No snapshot: the creating side (Zendesk) leads, except where it holds nothing.
+    decision = decide_pair(mapping, ticket(priority=None, subject="New title"), issue(priority="Medium"),
+                           None, set(), TRANSITIONS)
+    assert decision.ops == {"left": (Update({"priority": "normal"}),),
+                            "right": (Update({"summary": "[ZD #7] New title"}),)}
+
+
 def test_one_field_edited_on_one_side_makes_exactly_one_write(mapping: FlowMapping) -> None:
     snapshot = agreed_snapshot(mapping)
     decision = decide_pair(mapping, ticket(priority="urgent"), issue(), snapshot, set(), TRANSITIONS)

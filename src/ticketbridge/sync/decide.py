@@ -183,8 +183,12 @@ def decide_pair(mapping: FlowMapping, left: Item, right: Item, snapshot: Mapping
                 agreed = {"left": canon(snapshot[pair.name][0]), "right": canon(snapshot[pair.name][1])}
                 changed = {s: current[s] != agreed[s] for s in ("left", "right")}
             else:
-                # A link without history (adopted after a crash): the creating direction leads.
-                changed = {"left": pair.flows("left_to_right"), "right": not pair.flows("left_to_right")}
+                # A link without history (adopted after a crash): the creating direction leads,
+                # but an empty value never clears one the other side holds (a tracker default).
+                lead: Side = "left" if pair.flows("left_to_right") else "right"
+                if current[lead] is None and current[other(lead)] is not None:
+                    lead = other(lead)
+                changed = {"left": lead == "left", "right": lead == "right"}
             winner = _winner(pair, changed, current, items, conflicts)
             new_snapshot[pair.name] = [json_value(current["left"]), json_value(current["right"])]
             if winner is None:
