@@ -20,12 +20,12 @@ demo: $(STAMP)
 	$(BIN)/ticketbridge demo
 
 test: $(STAMP)
-	$(BIN)/python -m ruff check src tests
+	$(BIN)/python -m ruff check src tests bench
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -n 2 -q
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check src tests
+	$(BIN)/python -m ruff check src tests bench
 	$(BIN)/python -m mypy
 
 sandbox: $(STAMP)

@@ -14,6 +14,8 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from .connectors.errors import AuthError, Retryable, TrackerError
 from .connectors.http import RetryPolicy
 from .sync.config import Config, ConfigError, MissingSecret, load_config, validate
 from .sync.engine import Engine, Flow, PassStats
+from .sync.sla_service import SlaService
 from .sync.store import Store
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_AUTH, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
@@ -41,9 +44,19 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+@dataclass
+class Runtime:
+    store: Store
+    flows: list[Flow]
+    sla: SlaService | None
+
+    def engine(self, *, dry_run: bool = False) -> Engine:
+        return Engine(self.store, self.flows, dry_run=dry_run, sla=self.sla)
+
+
 def open_runtime(config: Config, env: Mapping[str, str], *, check: bool = True,
-                 retry: RetryPolicy | None = None) -> tuple[Store, list[Flow]]:
-    """Connectors for every tracker (checked), the store, and the flows joining them."""
+                 retry: RetryPolicy | None = None, now: Callable[[], datetime] | None = None) -> Runtime:
+    """Connectors for every tracker (checked), the store, the flows joining them, the SLA clocks."""
     connectors = {name: build_connector(tracker, env, retry=retry or RetryPolicy(attempts=5, max_delay=10))
                   for name, tracker in config.trackers.items()}
     if check:
@@ -51,7 +64,12 @@ def open_runtime(config: Config, env: Mapping[str, str], *, check: bool = True,
             connector.check()
     flows = [Flow(flow.mapping, connectors[flow.mapping.left], connectors[flow.mapping.right])
              for flow in config.flows]
-    return Store.open(config.store_url), flows
+    store = Store.open(config.store_url)
+    sla = None
+    if config.policy is not None:
+        sla = SlaService(store, config.policy, connectors, {n: t.type for n, t in config.trackers.items()},
+                         [(f.name, f.left.name, f.right.name) for f in flows], **({"now": now} if now else {}))
+    return Runtime(store, flows, sla)
 
 
 def guarded(args: argparse.Namespace, action: Callable[[Config], int]) -> int:
@@ -100,9 +118,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     def action(config: Config) -> int:
-        store, flows = open_runtime(config, os.environ)
-        stats = Engine(store, flows, dry_run=True).sync_once()
-        store.close()
+        runtime = open_runtime(config, os.environ)
+        stats = runtime.engine(dry_run=True).sync_once()
+        runtime.store.close()
         rows = [plan_row(p) for p in stats.planned if p.decision.writes or p.decision.halt]
         if args.format == "json":
             print(json.dumps(rows, indent=2, default=str))
@@ -141,11 +159,11 @@ def describe_op(op: Any) -> str:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     def action(config: Config) -> int:
-        store, flows = open_runtime(config, os.environ)
+        runtime = open_runtime(config, os.environ)
         try:
-            stats = Engine(store, flows).sync_once()
+            stats = runtime.engine().sync_once()
         finally:
-            store.close()
+            runtime.store.close()
         print(pass_summary(stats))
         return EXIT_FAILED if stats.failures else EXIT_OK
 
@@ -156,7 +174,8 @@ def pass_summary(stats: PassStats) -> str:
     return (f"items seen {stats.items_seen}; created {sum(stats.created.values())}; "
             f"fields pushed {dict(stats.fields_pushed) or 0}; comments mirrored "
             f"{dict(stats.comments_mirrored) or 0}; conflicts {len(stats.conflicts)}; "
-            f"failures {len(stats.failures)}; halts {len(stats.halts)}")
+            f"failures {len(stats.failures)}; halts {len(stats.halts)}; SLA fields written "
+            f"{stats.sla.fields_written}, warnings {len(stats.sla.warnings)}, breaches {len(stats.sla.breaches)}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -169,27 +188,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         stop.set()
 
     def action(config: Config) -> int:
-        store, flows = open_runtime(config, os.environ)
+        runtime = open_runtime(config, os.environ)
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         intervals = {name: t.poll_interval for name, t in config.trackers.items()}
         try:
-            Engine(store, flows).run_forever(stop, intervals)
+            runtime.engine().run_forever(stop, intervals)
         finally:
-            store.close()
+            runtime.store.close()
         return EXIT_OK
 
     return guarded(args, action)
+
+
+def cmd_sla(args: argparse.Namespace) -> int:
+    from . import sla_cli
+
+    if args.sla_command == "due":
+        return sla_cli.due(args)
+    return guarded(args, lambda config: sla_cli.explain(args, config) if args.sla_command == "explain"
+                   else sla_cli.report(args, config))
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from .sandbox import Sandbox
 
     with Sandbox(args.host, args.port, seed=args.seed, export_delay=args.export_delay) as sandbox:
-        print(sandbox.describe(), flush=True)
         stop = threading.Event()
+        # Handlers first: whoever reads the printed URLs may signal us at once.
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
+        print(sandbox.describe(), flush=True)
         stop.wait()
     print("sandbox stopped")
     return EXIT_OK
@@ -220,6 +249,22 @@ def build_parser() -> argparse.ArgumentParser:
     sync.set_defaults(func=cmd_sync)
     with_config(sub.add_parser("run", help="the long-running loop (SIGTERM/SIGINT stop it cleanly)")
                 ).set_defaults(func=cmd_run)
+    sla = sub.add_parser("sla", help="SLA clocks: due dates, one ticket's clocks, a report")
+    sla_sub = sla.add_subparsers(dest="sla_command", required=True)
+    due = sla_sub.add_parser("due", help="when a target falls due, on the policy's calendars")
+    due.add_argument("--policy", default="mappings/policy.yaml")
+    due.add_argument("--severity", required=True)
+    due.add_argument("--metric", required=True)
+    due.add_argument("--start", required=True, help="ISO 8601 with an offset, e.g. 2026-11-20T16:30:00+01:00")
+    due.add_argument("--pause", action="append", default=[], metavar="START/END",
+                     help="a paused span, two ISO 8601 instants joined by '/' (repeatable)")
+    due.add_argument("--policy-id", help="which policy of the file (default: the catch-all)")
+    explain = with_config(sla_sub.add_parser("explain", help="every clock of one ticket, and why"))
+    explain.add_argument("ticket", metavar="TRACKER:ID", help="e.g. zendesk:123")
+    report = with_config(sla_sub.add_parser("report", help="per severity and metric: met %%, breaches, times"))
+    report.add_argument("--since", help="only tickets created on or after this date (YYYY-MM-DD)")
+    report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    sla.set_defaults(func=cmd_sla)
     sandbox = sub.add_parser("sandbox", help="run the tracker emulators in the foreground")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8801, help="Zendesk port; Jira gets the next one")
@@ -236,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("validate", "sandbox", "demo"):
+    if args.command in ("validate", "sandbox", "demo") or (args.command == "sla" and args.sla_command == "due"):
         logs.configure("auto", level="WARNING")
         try:
             return int(args.func(args))

@@ -45,8 +45,8 @@ def run_demo(mapping: Path, *, quiet_logs: bool = True) -> int:
         config_path = sandbox.write_config(workdir / "config.yaml", store_url=f"sqlite:///{workdir / 'demo.db'}",
                                            mapping=mapping)
         config = load_config(config_path, env=sandbox.credentials())
-        store, flows = open_runtime(config, sandbox.credentials(), retry=RetryPolicy(attempts=6, max_delay=2))
-        engine = Engine(store, flows)
+        runtime = open_runtime(config, sandbox.credentials(), retry=RetryPolicy(attempts=6, max_delay=2))
+        store, flows, engine = runtime.store, runtime.flows, runtime.engine()
         tickets = len(sandbox.zendesk.tickets())
         print(f"Sandbox: Zendesk {sandbox.zendesk.base_url} with {tickets} seeded tickets, "
               f"Jira {sandbox.jira.base_url} (empty). Store: {store.safe_url}")

@@ -57,11 +57,14 @@ class Sandbox:
             "JIRA_EMAIL": self.jira.email, "JIRA_API_TOKEN": self.jira.token,
         }
 
-    def write_config(self, path: Path, *, store_url: str, mapping: Path, poll_interval: str = "5s") -> Path:
+    def write_config(self, path: Path, *, store_url: str, mapping: Path, poll_interval: str = "5s",
+                     policy: Path | None = None) -> Path:
         """A config file pointing at this sandbox (used by the demo and the end-to-end tests)."""
-        path.write_text(CONFIG_TEMPLATE.format(store_url=store_url, zendesk=self.zendesk.base_url,
-                                               jira=self.jira.base_url, mapping=mapping.resolve(),
-                                               poll_interval=poll_interval))
+        text = CONFIG_TEMPLATE.format(store_url=store_url, zendesk=self.zendesk.base_url,
+                                      jira=self.jira.base_url, mapping=mapping.resolve(), poll_interval=poll_interval)
+        if policy is not None:
+            text += f"sla:\n  policy: {policy.resolve()}\n"
+        path.write_text(text)
         return path
 
     def describe(self) -> str:

@@ -140,7 +140,7 @@ def test_ticket_with_custom_fields_normalizes_to_flat_native_values() -> None:
         "status": "open", "priority": "high", "type": "incident",
         "tags": ("checkout", "eu", "outage"),
         "external_id": "tb:jira:10057", "assignee_id": 1000001, "group_id": 360000123,
-        "requester_id": 1000002, "due_at": "2025-03-05T17:00:00Z",
+        "requester_id": 1000002, "due_at": "2025-03-05T17:00:00Z", "created_at": "2025-03-01T09:00:00Z",
         "custom_fields.360001": "payments", "custom_fields.360002": "production",
         "custom_fields.360003": ("android", "ios"), "custom_fields.360004": None,
         "custom_fields.360005": True,

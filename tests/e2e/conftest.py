@@ -57,8 +57,8 @@ def make_bridge(tmp_path: Path, sandbox: Sandbox, retry: RetryPolicy | None = No
                                        mapping=MAPPING)
     config = load_config(config_path, env=sandbox.credentials())
     retry = retry or RetryPolicy(attempts=8, base_delay=0.01, max_delay=0.2)
-    store, flows = open_runtime(config, sandbox.credentials(), retry=retry)
-    return Bridge(sandbox, store, flows[0], config_path, retry)
+    runtime = open_runtime(config, sandbox.credentials(), retry=retry)
+    return Bridge(sandbox, runtime.store, runtime.flows[0], config_path, retry)
 
 
 @pytest.fixture

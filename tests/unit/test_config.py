@@ -41,9 +41,10 @@ flows:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    """A directory with the shipped mapping in mappings/, like a real deployment."""
+    """A directory with the shipped mapping and policy in mappings/, like a real deployment."""
     (tmp_path / "mappings").mkdir()
     shutil.copy(ROOT / "mappings" / "zendesk-jira.yaml", tmp_path / "mappings")
+    shutil.copy(ROOT / "mappings" / "policy.yaml", tmp_path / "mappings")
     return tmp_path
 
 
@@ -179,6 +180,20 @@ def test_mapping_naming_an_unknown_tracker(site: Path) -> None:
 def test_unknown_tracker_type_lists_allowed_types(site: Path) -> None:
     path = write(site, edit(BASE, "type: jira", "type: jira-server"))
     assert only(errors(path)) == f"{path}:7:11: trackers.jira.type: 'jira-server' is not one of: zendesk, jira"
+
+
+def test_missing_policy_file_is_named_with_its_position(site: Path) -> None:
+    (site / "mappings" / "policy.yaml").unlink()
+    problems = errors(write(site, EXAMPLE_TEXT))
+    assert len(problems) == 1 and "policy file 'mappings/policy.yaml' not found" in str(problems[0])
+    assert str(problems[0]).startswith(f"{site / 'config.yaml'}:")
+
+
+def test_broken_policy_is_reported_through_the_config(site: Path) -> None:
+    policy = site / "mappings" / "policy.yaml"
+    policy.write_text(policy.read_text().replace("sev3: {business: 24h}", "sev3: {business: 24x}", 1))
+    problems = errors(write(site, EXAMPLE_TEXT))
+    assert len(problems) == 1 and str(problems[0]).startswith(f"{policy}:") and "24x" in str(problems[0])
 
 
 def test_bad_duration_and_unknown_key(site: Path) -> None:

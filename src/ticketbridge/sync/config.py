@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .mapping import FlowMapping, check_mapping
+from .policy.policy import Policy, check_policy
 from .yamlsource import ConfigError, Problem, SourceDoc, load_schema, read_yaml, schema_problems
 
 __all__ = [
@@ -73,6 +74,7 @@ class Config:
     lookback_seconds: float
     batch_size: int
     log_format: str
+    policy: Policy | None = None
 
 
 def parse_duration(value: float | int | str) -> float:
@@ -136,6 +138,15 @@ def _check_config(path: Path, env: Mapping[str, str]) -> tuple[Config | None, li
     trackers = _trackers(data)
     flows, mapping_problems = _flows(doc, path.parent, trackers)
     problems += mapping_problems
+    policy = None
+    if "sla" in data:
+        policy_path = path.parent / data["sla"]["policy"]
+        if not policy_path.is_file():
+            problems.append(doc.problem(("sla", "policy"), f"policy file '{data['sla']['policy']}' not found "
+                                        f"(looked in {path.parent}); paths are relative to the config file"))
+        else:
+            policy, policy_problems = check_policy(policy_path)
+            problems += policy_problems
     if problems:
         return None, problems
     store_url = env.get(STORE_URL_ENV) or resolve_store_url(
@@ -146,6 +157,7 @@ def _check_config(path: Path, env: Mapping[str, str]) -> tuple[Config | None, li
         lookback_seconds=parse_duration(sync.get("lookback", 120)),
         batch_size=sync.get("batch_size", 100),
         log_format=data.get("log", {}).get("format", "auto"),
+        policy=policy,
     ), []
 
 

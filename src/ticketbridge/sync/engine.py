@@ -21,7 +21,8 @@ from ..connectors.base import Connector
 from ..connectors.errors import AuthError, NotFound, TrackerError
 from .decide import SIDES, decide_create, decide_pair, field_names
 from .mapping import FlowMapping
-from .model import AddComment, Create, Decision, Item, Operation, PushResult, Side, other
+from .model import AddComment, Create, Decision, Item, Operation, PushResult, Side, Transition, Update, other
+from .sla_service import SlaService, SlaStats
 from .store import ItemCommit, Link, Store
 
 log = structlog.get_logger(__name__)
@@ -68,6 +69,7 @@ class PassStats:
     failures: list[str] = field(default_factory=list)
     halts: list[str] = field(default_factory=list)
     planned: list[Planned] = field(default_factory=list)
+    sla: SlaStats = field(default_factory=SlaStats)
 
     @property
     def writes(self) -> int:
@@ -83,6 +85,7 @@ class PassStats:
         self.failures.extend(other_stats.failures)
         self.halts.extend(other_stats.halts)
         self.planned.extend(other_stats.planned)
+        self.sla.merge(other_stats.sla)
 
 
 def _direction(target_side: Side) -> str:
@@ -90,20 +93,33 @@ def _direction(target_side: Side) -> str:
 
 
 class Engine:
-    def __init__(self, store: Store, flows: Iterable[Flow], *, dry_run: bool = False) -> None:
+    def __init__(self, store: Store, flows: Iterable[Flow], *, dry_run: bool = False,
+                 sla: SlaService | None = None) -> None:
         self.store = store
         self.flows = list(flows)
         self.dry_run = dry_run
+        # SLA clocks change nothing in a dry run: they would write due dates and record breaches.
+        self.sla = None if dry_run else sla
 
     # -- public ----------------------------------------------------------------------------
     def sync_once(self) -> PassStats:
         total = PassStats()
         for flow in self.flows:
             total.merge(self.sync_flow(flow))
+        self.settle_sla(total)
         return total
 
     def sync_flow(self, flow: Flow) -> PassStats:
-        return _FlowPass(self.store, flow, self.dry_run).run()
+        return _FlowPass(self.store, flow, self.dry_run, self.sla).run()
+
+    def settle_sla(self, stats: PassStats) -> None:
+        """Recompute the clocks of tickets seen in this pass and of tickets whose timer is due."""
+        if self.sla is not None:
+            stats.sla.merge(self.sla.settle())
+
+    def seconds_to_next_timer(self) -> float | None:
+        wake = self.sla.next_wake() if self.sla is not None else None
+        return None if wake is None else (wake - self.sla.now()).total_seconds()  # type: ignore[union-attr]
 
     def run_forever(self, stop: threading.Event, intervals: Mapping[str, float],
                     on_pass: Callable[[PassStats], None] | None = None) -> None:
@@ -126,17 +142,25 @@ class Engine:
                     log.error("engine.pass_failed", flow=flow.name, error=str(error))
                 interval = min(intervals.get(flow.left.name, 60.0), intervals.get(flow.right.name, 60.0))
                 due[flow.name] = time.monotonic() + interval
-            wait = max(min(due.values()) - time.monotonic(), 0.05)
-            stop.wait(wait)
+            timers = PassStats()
+            self.settle_sla(timers)  # warnings and breaches fall due between polls too
+            if on_pass and (timers.sla.warnings or timers.sla.breaches):
+                on_pass(timers)
+            wait = min(due.values()) - time.monotonic()
+            timer = self.seconds_to_next_timer()
+            if timer is not None:
+                wait = min(wait, timer)  # sleep until the next SLA instant, not a fixed tick
+            stop.wait(max(wait, 0.05))
 
 
 class _FlowPass:
     """One pass over one flow. Holds the per-pass caches; the store holds all durable state."""
 
-    def __init__(self, store: Store, flow: Flow, dry_run: bool) -> None:
+    def __init__(self, store: Store, flow: Flow, dry_run: bool, sla: SlaService | None = None) -> None:
         self.store = store
         self.flow = flow
         self.dry_run = dry_run
+        self.sla = sla
         self.stats = PassStats()
         self.polled: dict[Side, dict[str, Item]] = {"left": {}, "right": {}}
         self.done: dict[Side, set[str]] = {"left": set(), "right": set()}
@@ -284,6 +308,12 @@ class _FlowPass:
     def _push(self, side: Side, item_id: str | None, ops: tuple[Operation, ...]) -> PushResult:
         connector = self.flow.connector(side)
         result = connector.push(item_id, ops)
+        if self.sla is not None and item_id is not None:
+            written = {k: v for op in ops if isinstance(op, Update) for k, v in op.fields.items()}
+            for op in ops:
+                if isinstance(op, Transition):
+                    written["status"] = op.status
+            self.sla.note_bridge_write(connector.name, item_id, written)
         direction = _direction(side)
         for op in ops:
             if isinstance(op, Create):
@@ -330,6 +360,9 @@ class _FlowPass:
             clear_failures=[(trackers[s], ids[s]) for s in SIDES]))
         for side in SIDES:
             self.done[side].add(ids[side])
+        if self.sla is not None:
+            self.sla.observe(left)
+            self.sla.observe(right)
         log.info("engine.item_synced", flow=self.flow.name, left=keys["left"], right=keys["right"],
                  writes=decision.writes, conflicts=len(decision.conflicts))
 

@@ -28,6 +28,14 @@ class Comment:
     created_at: datetime
     # Set when the comment is a mirror written by ticketbridge: "<tracker>:<source comment id>".
     mirrored_from: str | None = None
+    # The author's role where the tracker says it ("agent", "admin", "end-user"): SLA clocks
+    # count only human agents' public replies.
+    author_role: str | None = None
+
+    @property
+    def by_agent(self) -> bool:
+        """A reply by a person on the support side (a mirror written by ticketbridge never is)."""
+        return self.author_role in ("agent", "admin") and self.mirrored_from is None
 
 
 @dataclass(frozen=True)

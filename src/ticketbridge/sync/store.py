@@ -243,6 +243,63 @@ audit_t = sa.Table(
 )
 
 
+# What the SLA clocks are rebuilt from: every status, severity, field and reply event of a
+# ticket, in source-timestamp order. `ref` makes recording an observation twice harmless.
+ticket_events_t = sa.Table(
+    "ticket_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tracker", sa.String(100), nullable=False),
+    sa.Column("item_id", sa.String(255), nullable=False),
+    sa.Column("ref", sa.String(255), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("field", sa.String(255), nullable=True),
+    sa.Column("value", sa.JSON, nullable=True),
+    sa.Column("public", sa.Boolean, nullable=False),
+    sa.Column("by_agent", sa.Boolean, nullable=False),
+    sa.Column("source", sa.String(100), nullable=False),
+    sa.UniqueConstraint("tracker", "item_id", "ref", name="uq_ticket_events_ref"),
+    sa.Index("ix_ticket_events_item", "tracker", "item_id"),
+    sqlite_autoincrement=True,
+)
+
+# Per ticket: the last observed values (to turn snapshots into events), the latest SLA summary
+# (for the board, explain and report), what was last written to each tracker, and when the
+# ticket's next warning or breach falls due (the timer the engine sleeps until).
+sla_tickets_t = sa.Table(
+    "sla_tickets",
+    metadata,
+    sa.Column("tracker", sa.String(100), primary_key=True),
+    sa.Column("item_id", sa.String(255), primary_key=True),
+    sa.Column("item_key", sa.String(255), nullable=False),
+    sa.Column("observed", sa.JSON, nullable=False),
+    sa.Column("summary", sa.JSON, nullable=True),
+    sa.Column("written", sa.JSON, nullable=False),
+    sa.Column("next_fire_at", UTCDateTime, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_sla_tickets_next_fire_at", "next_fire_at"),
+)
+
+# Warnings, breaches and deadline changes, each emitted exactly once.
+sla_events_t = sa.Table(
+    "sla_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tracker", sa.String(100), nullable=False),
+    sa.Column("item_id", sa.String(255), nullable=False),
+    sa.Column("metric", sa.String(100), nullable=False),
+    sa.Column("cycle", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("threshold", sa.String(30), nullable=False),
+    sa.Column("nominal_at", UTCDateTime, nullable=True),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.UniqueConstraint("tracker", "item_id", "metric", "cycle", "kind", "threshold", name="uq_sla_events_once"),
+    sqlite_autoincrement=True,
+)
+
+
 # -- engine and migrations --------------------------------------------------------------------
 
 
@@ -369,6 +426,50 @@ def _failure(row: sa.Row[Any]) -> Failure:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+@dataclass(frozen=True)
+class TicketEvent:
+    """One recorded history event of a ticket (see ticket_events_t)."""
+
+    ref: str
+    at: datetime
+    kind: str
+    field: str | None = None
+    value: Any = None
+    public: bool = False
+    by_agent: bool = False
+    source: str = ""
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class SlaTicket:
+    tracker: str
+    item_id: str
+    item_key: str
+    observed: dict[str, Any]
+    summary: dict[str, Any] | None
+    written: dict[str, Any]
+    next_fire_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SlaEvent:
+    tracker: str
+    item_id: str
+    metric: str
+    cycle: int
+    kind: str
+    threshold: str
+    nominal_at: datetime | None
+    recorded_at: datetime
+    detail: dict[str, Any]
+
+
+def _sla_ticket(row: sa.Row[Any]) -> SlaTicket:
+    return SlaTicket(tracker=row.tracker, item_id=row.item_id, item_key=row.item_key, observed=row.observed,
+                     summary=row.summary, written=row.written or {}, next_fire_at=row.next_fire_at)
 
 
 # -- the store --------------------------------------------------------------------------------
@@ -781,3 +882,104 @@ class Store:
     def last_audit_id(self) -> int:
         with self._engine.begin() as conn:
             return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(audit_t.c.id), 0))).scalar_one())
+
+    # -- SLA ----------------------------------------------------------------------------------
+
+    def record_observation(self, tracker: str, item_id: str, item_key: str, observed: dict[str, Any],
+                           events: Iterable[TicketEvent]) -> int:
+        """Append new history events (already-recorded refs are skipped) and the observed values,
+        together. Returns how many events were new."""
+        _json_value(observed, "observed values")
+        now, added = _now(), 0
+        with self._engine.begin() as conn:
+            for e in events:
+                stmt = _insert(conn, ticket_events_t).values(
+                    tracker=tracker, item_id=item_id, ref=e.ref, at=e.at, kind=e.kind, field=e.field,
+                    value=_json_value(e.value, "event value"), public=e.public, by_agent=e.by_agent,
+                    source=e.source).on_conflict_do_nothing(index_elements=["tracker", "item_id", "ref"])
+                added += conn.execute(stmt).rowcount or 0
+            stmt = _insert(conn, sla_tickets_t).values(
+                tracker=tracker, item_id=item_id, item_key=item_key, observed=observed, written={}, updated_at=now)
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["tracker", "item_id"],
+                set_={"observed": observed, "item_key": item_key, "updated_at": now}))
+        return added
+
+    def ticket_events(self, tracker: str, item_id: str) -> list[TicketEvent]:
+        """A ticket's history in source order (ties keep recording order)."""
+        t = ticket_events_t
+        query = (sa.select(t).where(t.c.tracker == tracker, t.c.item_id == item_id)
+                 .order_by(t.c.at, t.c.id))
+        with self._engine.begin() as conn:
+            return [TicketEvent(ref=r.ref, at=r.at, kind=r.kind, field=r.field, value=r.value, public=r.public,
+                                by_agent=r.by_agent, source=r.source, seq=r.id) for r in conn.execute(query)]
+
+    def sla_ticket(self, tracker: str, item_id: str) -> SlaTicket | None:
+        t = sla_tickets_t
+        with self._engine.begin() as conn:
+            row = conn.execute(sa.select(t).where(t.c.tracker == tracker, t.c.item_id == item_id)).first()
+        return _sla_ticket(row) if row else None
+
+    def sla_tickets(self) -> list[SlaTicket]:
+        with self._engine.begin() as conn:
+            rows = conn.execute(sa.select(sla_tickets_t).order_by(sla_tickets_t.c.tracker, sla_tickets_t.c.item_id))
+            return [_sla_ticket(r) for r in rows]
+
+    def save_sla(self, tracker: str, item_id: str, summary: dict[str, Any], next_fire_at: datetime | None) -> None:
+        _json_value(summary, "SLA summary")
+        t = sla_tickets_t
+        with self._engine.begin() as conn:
+            conn.execute(sa.update(t).where(t.c.tracker == tracker, t.c.item_id == item_id)
+                         .values(summary=summary, next_fire_at=next_fire_at, updated_at=_now()))
+
+    def record_sla_written(self, tracker: str, item_id: str, target: str, values: dict[str, Any]) -> None:
+        """Remember what was written to `target` (e.g. "jira:10001") so an unchanged value is never rewritten."""
+        _json_value(values, "SLA fields")
+        t = sla_tickets_t
+        with self._engine.begin() as conn:
+            row = conn.execute(sa.select(t.c.written).where(t.c.tracker == tracker, t.c.item_id == item_id)
+                               ).scalar_one()
+            written = dict(row or {})
+            written[target] = {**written.get(target, {}), **values}
+            conn.execute(sa.update(t).where(t.c.tracker == tracker, t.c.item_id == item_id).values(written=written))
+
+    def due_sla_tickets(self, now: datetime) -> list[tuple[str, str]]:
+        """Tickets whose next warning or breach instant has come."""
+        t = sla_tickets_t
+        with self._engine.begin() as conn:
+            rows = conn.execute(sa.select(t.c.tracker, t.c.item_id).where(t.c.next_fire_at <= now)
+                                .order_by(t.c.next_fire_at))
+            return [(r.tracker, r.item_id) for r in rows]
+
+    def next_sla_fire_at(self) -> datetime | None:
+        with self._engine.begin() as conn:
+            # min() keeps the column's type, so the value comes back as an aware UTC datetime.
+            value: datetime | None = conn.execute(sa.select(sa.func.min(sla_tickets_t.c.next_fire_at))).scalar_one()
+        return value
+
+    def record_sla_event(self, tracker: str, item_id: str, metric: str, cycle: int, kind: str, threshold: str,
+                         nominal_at: datetime | None, recorded_at: datetime, detail: dict[str, Any]) -> bool:
+        """Record a warning/breach/... once; True when it is new (the caller acts only then)."""
+        _json_value(detail, "SLA event detail")
+        with self._engine.begin() as conn:
+            stmt = _insert(conn, sla_events_t).values(
+                tracker=tracker, item_id=item_id, metric=metric, cycle=cycle, kind=kind, threshold=threshold,
+                nominal_at=nominal_at, recorded_at=recorded_at, detail=detail,
+            ).on_conflict_do_nothing(
+                index_elements=["tracker", "item_id", "metric", "cycle", "kind", "threshold"])
+            return bool(conn.execute(stmt).rowcount)
+
+    def sla_events(self, tracker: str | None = None, item_id: str | None = None,
+                   since: datetime | None = None) -> list[SlaEvent]:
+        t = sla_events_t
+        query = sa.select(t).order_by(t.c.recorded_at, t.c.id)
+        if tracker is not None:
+            query = query.where(t.c.tracker == tracker)
+        if item_id is not None:
+            query = query.where(t.c.item_id == item_id)
+        if since is not None:
+            query = query.where(t.c.recorded_at >= since)
+        with self._engine.begin() as conn:
+            return [SlaEvent(tracker=r.tracker, item_id=r.item_id, metric=r.metric, cycle=r.cycle, kind=r.kind,
+                             threshold=r.threshold, nominal_at=r.nominal_at, recorded_at=r.recorded_at,
+                             detail=r.detail) for r in conn.execute(query)]

@@ -86,7 +86,8 @@ class ZendeskClient:
         return dict(self.http.json("GET", TICKET.format(id=ticket_id)))
 
     def comments_page(self, ticket_id: str, after: str | None = None) -> JSON:
-        params: JSON = {"page[size]": COMMENTS_PAGE_SIZE}
+        # Authors sideloaded: their role tells an agent's reply from the customer's (SLA clocks).
+        params: JSON = {"page[size]": COMMENTS_PAGE_SIZE, "include": "users"}
         if after:
             params["page[after]"] = after
         return dict(self.http.json("GET", TICKET_COMMENTS.format(id=ticket_id), params=params))

@@ -43,7 +43,7 @@ log = structlog.get_logger(__name__)
 CUSTOM_PREFIX = "custom_fields."
 # external_id written on tickets the bridge creates: "tb:<tracker>:<id>".
 _MARKER = re.compile(r"^tb:([a-z][a-z0-9_]*:\S+)$")
-_PLAIN_FIELDS = ("subject", "description", "status", "priority", "type", "external_id", "assignee_id",
+_PLAIN_FIELDS = ("subject", "description", "status", "priority", "type", "external_id", "assignee_id", "created_at",
                  "group_id", "requester_id", "due_at")
 
 
@@ -149,19 +149,21 @@ class ZendeskConnector:
 
     def _comments(self, ticket_id: str) -> tuple[Comment, ...]:
         raw: list[JSON] = []
+        roles: dict[Any, str] = {}
         after: str | None = None
         while True:
             body = self.client.comments_page(ticket_id, after)
             raw.extend(body.get("comments") or [])
+            roles.update({user.get("id"): str(user.get("role")) for user in body.get("users") or []})
             meta = body.get("meta") or {}
             next_after = meta.get("after_cursor")
             if not meta.get("has_more") or not next_after or next_after == after:
                 break
             after = next_after
         # The first comment is the ticket's description, which syncs as a field.
-        return tuple(self.normalize_comment(c) for c in raw[1:])
+        return tuple(self.normalize_comment(c, roles.get(c.get("author_id"))) for c in raw[1:])
 
-    def normalize_comment(self, raw: JSON) -> Comment:
+    def normalize_comment(self, raw: JSON, author_role: str | None = None) -> Comment:
         body = raw.get("body") or ""
         plain = raw.get("plain_body")
         text, source = split_comment_marker(plain if plain is not None else body)
@@ -171,7 +173,7 @@ class ZendeskConnector:
             _, source = split_comment_marker(body)
         return Comment(id=str(raw["id"]), body=text, public=bool(raw.get("public", True)),
                        author=str(raw.get("author_id")), created_at=_parse_time(raw.get("created_at")),
-                       mirrored_from=source)
+                       mirrored_from=source, author_role=author_role)
 
     def normalize(self, ticket: JSON) -> Item:
         ticket_id = ticket["id"]

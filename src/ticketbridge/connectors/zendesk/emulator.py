@@ -47,6 +47,14 @@ DEFAULT_CUSTOM_FIELDS: list[JSON] = [
     {"id": 360002, "type": "tagger", "title": "Environment",
      "custom_field_options": [{"name": "Production", "value": "production"},
                               {"name": "Staging", "value": "staging"}]},
+    # The ticket template's severity, chosen on the form by the customer or the agent.
+    {"id": 360003, "type": "tagger", "title": "Severity",
+     "custom_field_options": [{"name": f"Sev{n}", "value": f"sev{n}"} for n in range(1, 5)]},
+    # Written by ticketbridge's SLA clocks (read-only for agents in a real account).
+    {"id": 360100, "type": "text", "title": "First response due"},
+    {"id": 360101, "type": "text", "title": "Resolution due"},
+    {"id": 360102, "type": "text", "title": "SLA state"},
+    {"id": 360103, "type": "text", "title": "SLA severity"},
 ]
 
 
@@ -471,7 +479,12 @@ class ZendeskEmulator(EmulatorServer):
                                               "page[size]": size})
             links["prev"] = base + urlencode({**extra, "page[before]": meta["before_cursor"],
                                               "page[size]": size})
-        return Response(200, {"comments": json.loads(json.dumps(page)), "meta": meta, "links": links})
+        body: JSON = {"comments": json.loads(json.dumps(page)), "meta": meta, "links": links}
+        if "users" in (request.arg("include") or "").split(","):
+            # Sideloading: the authors of the page's comments, as `?include=users` returns them.
+            authors = sorted({c["author_id"] for c in page})
+            body["users"] = [json.loads(json.dumps(self._users[a])) for a in authors if a in self._users]
+        return Response(200, body)
 
     def _export_cursor(self, request: Request) -> Response:
         now = self.clock()

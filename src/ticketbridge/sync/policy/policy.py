@@ -1,0 +1,719 @@
+"""SLA policy files: load, validate (schema + semantic checks) and answer questions about the rules.
+
+mappings/policy.yaml says how severe a ticket is (derive rules and the ratchet), which business
+calendars exist, what each SLA clock measures (`metrics`: start/stop/pause conditions, warnings,
+reopen and cycle behaviour) and which targets apply (`policies`: ordered, first match wins, a
+catch-all last). The JSON Schema (ticketbridge/schema/policy.schema.json) checks the shape; the
+checks here cover what a schema cannot know: unknown calendars, metrics and levels, durations and
+warnings that do not parse, policies that can never match. The clock engine is sla.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ..durations import parse_duration
+from ..yamlsource import (
+    ConfigError,
+    PathT,
+    Problem,
+    SourceDoc,
+    load_schema,
+    read_yaml,
+    schema_problems,
+    sort_problems,
+)
+from .calendar import BUILTIN_NAME, CalendarError, TimeCalendar, build_calendar
+
+__all__ = [
+    "CATEGORIES",
+    "DEFAULT_POLICY",
+    "Condition",
+    "Derived",
+    "Due",
+    "Metric",
+    "Policy",
+    "PolicyInputError",
+    "PolicySpec",
+    "Target",
+    "Threshold",
+    "Trigger",
+    "check_policy",
+    "load_policy",
+]
+
+DEFAULT_POLICY = Path("mappings/policy.yaml")
+# Status categories the clocks reason about; every tracker status maps onto one of these.
+CATEGORIES = ("open", "waiting_customer", "waiting_third_party", "released", "resolved", "closed")
+# Things that happen at one instant (as opposed to conditions, which hold for a while).
+EVENTS = ("created", "agent_public_comment")
+TARGET_KINDS = ("calendar", "business", "business_days")
+
+
+class PolicyInputError(ValueError):
+    """A question the policy cannot answer (unknown level or metric, naive instant, bad pauses)."""
+
+
+# --- values ---------------------------------------------------------------------------------------
+
+def is_set(value: Any) -> bool:
+    """A field "has a value": not missing, not empty, not false (an unticked checkbox)."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, str | list | tuple | dict | set | frozenset):
+        return len(value) > 0
+    return True
+
+
+def field_value(facts: Mapping[str, Any], name: str) -> Any:
+    """facts[name], or a dotted path into nested mappings (custom_fields.360003)."""
+    if name in facts:
+        return facts[name]
+    node: Any = facts
+    for part in name.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    # Trackers send numbers and booleans as text at times ("true", "42"); YAML gives real ones.
+    if isinstance(expected, bool):
+        return actual is expected or (isinstance(actual, str) and actual.strip().lower() == str(expected).lower())
+    if actual == expected:
+        return True
+    return actual is not None and not isinstance(actual, bool) and str(actual) == str(expected)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A condition on the ticket as it is now; every part given must hold; the empty one always holds."""
+
+    tags_any: tuple[str, ...] = ()
+    tags_none: tuple[str, ...] = ()
+    severity_in: tuple[str, ...] = ()
+    status_in: tuple[str, ...] = ()
+    fields: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    field_set: str | None = None
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Condition:
+        fields = tuple((name, tuple(v) if isinstance(v, list) else (v,))
+                       for name, v in (data.get("fields") or {}).items())
+        return cls(tuple(data.get("tags_any") or ()), tuple(data.get("tags_none") or ()),
+                   tuple(data.get("severity_in") or ()), tuple(data.get("status_in") or ()),
+                   fields, data.get("field_set"))
+
+    @property
+    def always(self) -> bool:
+        return self == Condition()
+
+    def holds(self, facts: Mapping[str, Any]) -> bool:
+        tags = set(facts.get("tags") or ())
+        if self.tags_any and not tags.intersection(self.tags_any):
+            return False
+        if tags.intersection(self.tags_none):
+            return False
+        if self.severity_in and facts.get("severity") not in self.severity_in:
+            return False
+        if self.status_in and facts.get("status") not in self.status_in:
+            return False
+        for name, allowed in self.fields:
+            actual = field_value(facts, name)
+            # A multi-select field holds a list: it matches when any of its values does.
+            values = actual if isinstance(actual, list | tuple | set | frozenset) else (actual,)
+            if not any(_same(v, value) for v in values for value in allowed):
+                return False
+        return self.field_set is None or is_set(field_value(facts, self.field_set))
+
+    def field_names(self) -> tuple[str, ...]:
+        return (*(name for name, _ in self.fields), *((self.field_set,) if self.field_set else ()))
+
+    def __str__(self) -> str:
+        parts = [f"{key} [{', '.join(values)}]" for key, values in (
+            ("tags_any", self.tags_any), ("tags_none", self.tags_none),
+            ("severity_in", self.severity_in), ("status_in", self.status_in)) if values]
+        parts += [f"{name} = {' or '.join(map(str, allowed))}" for name, allowed in self.fields]
+        if self.field_set:
+            parts.append(f"{self.field_set} is set")
+        return " and ".join(parts) or "catch-all"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One entry of a metric's start/stop list: an event name or a condition on the ticket."""
+
+    event: str | None = None
+    condition: Condition | None = None
+
+    def __str__(self) -> str:
+        return self.event or str(self.condition)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A warning: `percent` of the target consumed, or `before` seconds left before due."""
+
+    label: str
+    percent: int | None = None
+    before: int | None = None
+
+    def consumed_at(self, target: int) -> int | None:
+        """Consumed seconds at which it fires; None when it cannot fire inside the target
+        (a "-30m" warning on a 15-minute target would fire before the clock even started)."""
+        at = target * self.percent // 100 if self.percent is not None else target - (self.before or 0)
+        return at if 0 < at < target else None
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What one SLA clock measures; targets come from the matching policy."""
+
+    name: str
+    start: tuple[Trigger, ...]
+    stop: tuple[Trigger, ...]
+    pause: tuple[Condition, ...] = ()
+    applies_when: Condition | None = None
+    on_reopen: str = "ignore"  # resume | restart | ignore
+    cycles: str = "once"  # once | repeat
+    calendar: str | None = None  # overrides the policy's calendar for business targets
+    warn: tuple[Threshold, ...] = ()
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # calendar | business | business_days
+    seconds: int  # the budget, on `calendar`'s open time
+    calendar: str  # resolved calendar name; "calendar" is the built-in 24/7 one
+    grace: int = 0  # the breach is raised this much (on the same calendar) after due
+    text: str = ""  # as written, for explanations
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    id: str
+    when: Condition
+    calendar: str
+    targets: Mapping[str, Mapping[str, Target]]  # metric -> level -> target
+
+    def target(self, metric: str, level: str | None) -> Target | None:
+        return self.targets.get(metric, {}).get(level or "")
+
+
+@dataclass(frozen=True)
+class Derived:
+    level: str
+    flags: tuple[str, ...]
+    rule: str  # which rule decided, for `sla explain`
+
+
+@dataclass(frozen=True)
+class DeriveRule:
+    source: str | None = None  # from: field name
+    table: Mapping[str, str] = field(default_factory=dict)
+    words: tuple[str, ...] = ()
+    value: str | None = None  # level given by match_any, or the default
+    flags: tuple[str, ...] = ()
+
+    def apply(self, fields: Mapping[str, Any], text: str) -> Derived | None:
+        if self.source is not None:
+            raw = field_value(fields, self.source)
+            if raw is None or isinstance(raw, list | tuple | dict | bool):
+                return None
+            key = str(raw).strip()
+            # Admins type "Sev1"; a tracker may send "sev1": the case is never what they mean.
+            level = self.table.get(key) or next(
+                (v for k, v in self.table.items() if k.casefold() == key.casefold()), None)
+            return Derived(level, self.flags, f"{self.source} = {key}") if level else None
+        if self.words:
+            folded = text.casefold()
+            word = next((w for w in self.words if w.casefold() in folded), None)
+            return Derived(str(self.value), self.flags, f"text contains '{word}'") if word else None
+        return Derived(str(self.value), self.flags, "default")
+
+
+@dataclass(frozen=True)
+class Due:
+    due_at: datetime  # aware UTC
+    calendar: TimeCalendar
+    target_seconds: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    path: str
+    version: str  # content hash of the rules and of every calendar's version
+    levels: tuple[str, ...]  # most severe first
+    calendars: Mapping[str, TimeCalendar]  # always includes "calendar" (24/7)
+    default_calendar: str
+    status_categories: Mapping[str, Mapping[str, str]]  # tracker type -> status -> category
+    sla_fields: Mapping[str, Mapping[str, Any]]  # tracker type -> {first_response_due: field, ...}
+    policies: tuple[PolicySpec, ...]
+    metrics: Mapping[str, Metric]
+    derive: tuple[DeriveRule, ...]
+    lower_sources: tuple[str, ...]  # who may lower severity
+    watched_fields: tuple[str, ...]  # ticket fields the conditions read (history must record them)
+
+    def derive_severity(self, fields: Mapping[str, Any], text: str) -> Derived:
+        """The first derive rule that yields a level; the last rule is always a default."""
+        for rule in self.derive:
+            found = rule.apply(fields, text)
+            if found is not None:
+                return found
+        return Derived(self.levels[-1], (), "no rule matched")  # unreachable for a checked file
+
+    def rank(self, level: str) -> int:
+        """0 for the most severe level."""
+        return self.levels.index(level)
+
+    def may_change(self, old: str, new: str, source: str) -> bool:
+        """The ratchet: anyone may raise (or confirm) severity, only `changes.lower` sources lower it."""
+        if new not in self.levels:
+            return False
+        if old not in self.levels or self.rank(new) <= self.rank(old):
+            return True
+        return source in self.lower_sources
+
+    def match(self, facts: Mapping[str, Any]) -> PolicySpec:
+        """The first policy whose `when` holds; the checked file ends with a catch-all."""
+        return next((p for p in self.policies if p.when.holds(facts)), self.policies[-1])
+
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(self.metrics)
+
+    def category(self, tracker_type: str, status: Any) -> str:
+        """A tracker status -> its category. Unknown statuses count as open: a clock that keeps
+        running is noticed, a clock that silently pauses is not."""
+        text = "" if status is None else str(status)
+        table = self.status_categories.get(tracker_type, {})
+        if text in table:
+            return table[text]
+        lowered = {k.casefold(): v for k, v in table.items()}
+        return lowered.get(text.casefold(), text if text in CATEGORIES else "open")
+
+    def target_for(self, severity: str, metric: str, policy_id: str | None = None) -> tuple[PolicySpec, Target]:
+        """The policy (by id, else the one a ticket with only this severity matches) and its target."""
+        if severity not in self.levels:
+            raise PolicyInputError(f"unknown severity {severity!r}; use one of: {', '.join(self.levels)}")
+        if metric not in self.metrics:
+            raise PolicyInputError(f"unknown metric {metric!r}; use one of: {', '.join(self.metrics)}")
+        if policy_id is None:
+            spec = self.match({"severity": severity, "tags": ()})
+        else:
+            found = [p for p in self.policies if p.id == policy_id]
+            if not found:
+                raise PolicyInputError(f"unknown policy {policy_id!r}; use one of: "
+                                       f"{', '.join(p.id for p in self.policies)}")
+            spec = found[0]
+        target = spec.target(metric, severity)
+        if target is None:
+            levels = ", ".join(spec.targets.get(metric, {})) or "none"
+            raise PolicyInputError(f"policy {spec.id!r} has no {metric} target for {severity} "
+                                   f"(it has targets for: {levels})")
+        return spec, target
+
+    def due(self, severity: str, metric: str, start: datetime,
+            pauses: Sequence[tuple[datetime, datetime]] = (), policy_id: str | None = None) -> Due:
+        """When a clock started at `start` and paused during `pauses` is due (`ticketbridge sla due`)."""
+        _, target = self.target_for(severity, metric, policy_id)
+        calendar = self.calendars[target.calendar]
+        resume, left = _aware(start, "start"), target.seconds
+        for number, (begin, end) in enumerate(pauses, 1):
+            begin, end = _aware(begin, f"pause {number} start"), _aware(end, f"pause {number} end")
+            if end <= begin:
+                raise PolicyInputError(f"pause {number} ends at {_iso(end)}, not after its start {_iso(begin)}")
+            if begin < resume:
+                after = "the start" if number == 1 else f"the end of pause {number - 1}"
+                raise PolicyInputError(f"pause {number} starts at {_iso(begin)}, before {after} ({_iso(resume)}); "
+                                       "give pauses in order, without overlaps")
+            due_at = calendar.advance(resume, left)
+            if begin >= due_at:
+                raise PolicyInputError(f"pause {number} starts at {_iso(begin)}, not before the due instant "
+                                       f"{_iso(due_at)}; a pause must start in [start, due)")
+            left -= calendar.open_seconds(resume, begin)
+            resume = end
+        return Due(calendar.advance(resume, left).astimezone(UTC), calendar, target.seconds, target.kind)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _aware(moment: datetime, what: str) -> datetime:
+    if not isinstance(moment, datetime):
+        raise PolicyInputError(f"{what} must be a datetime, got {moment!r}")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise PolicyInputError(f"{what} {moment.isoformat()} has no UTC offset; give an instant such as "
+                               f"{moment.isoformat()}+01:00")
+    return moment.astimezone(UTC)
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+def load_policy(path: str | Path, *, today: date | None = None) -> Policy:
+    """Load and check a policy file; raises ConfigError listing every problem (file:line:column)."""
+    policy, problems = check_policy(path, today=today)
+    if problems or policy is None:
+        raise ConfigError(problems)
+    return policy
+
+
+def check_policy(path: str | Path, *, today: date | None = None) -> tuple[Policy | None, list[Problem]]:
+    """(policy or None, problems). `today` picks the holiday years to materialise (default: today)."""
+    doc, problems = read_yaml(path)
+    if problems and doc.data is None:  # unparseable: nothing to check further
+        return None, problems
+    doc.data = _dates_as_text(doc.data)
+    problems += schema_problems(doc, load_schema("policy.schema.json"))
+    # Semantic checks run even after schema errors (guarded against odd shapes) so that an admin
+    # sees everything in one pass.
+    checker = _Checker(doc, today or date.today())
+    problems += checker.run()
+    if problems:
+        return None, sort_problems(problems)
+    return _build(doc, checker.calendars), []
+
+
+def _dates_as_text(value: Any) -> Any:
+    """YAML reads an unquoted 2026-12-24 as a date; admins should not need quotes around dates."""
+    if isinstance(value, dict):
+        return {k: _dates_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dates_as_text(v) for v in value]
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+_PERCENT = re.compile(r"(\d+)\s*%")
+# CalendarError texts -> the calendar key they are about, so the message points at that line.
+_CALENDAR_KEYS = (("time zone", "timezone"), ("timezone", "timezone"), ("business_day", "business_day"),
+                  ("holiday", "holidays"), ("materiali", "holidays"), ("overrides", "overrides"),
+                  ("week", "week"), ("overlap", "week"))
+
+
+def parse_threshold(text: str) -> Threshold:
+    """ "80%" or "-30m"; ValueError with the accepted forms otherwise."""
+    value = text.strip()
+    forms = 'write a percentage of the target consumed from 1% to 99% ("80%") or the time left before due ' \
+            'with a minus sign ("-30m")'
+    match = _PERCENT.fullmatch(value)
+    if match:
+        percent = int(match.group(1))
+        if not 1 <= percent <= 99:
+            raise ValueError(f"'{text}' is not a warning: {forms}; 100% and more is the breach itself")
+        return Threshold(value, percent=percent)
+    if value.startswith("-"):
+        try:
+            before = parse_duration(value[1:].strip())
+        except ValueError:
+            raise ValueError(f"'{text}' is not a warning: {forms}") from None
+        if before > 0:
+            return Threshold(value, before=before)
+    raise ValueError(f"'{text}' is not a warning: {forms}")
+
+
+class _Checker:
+    """Semantic checks, also building the calendars. Every step tolerates wrong shapes: the
+    schema already reported those."""
+
+    def __init__(self, doc: SourceDoc, today: date) -> None:
+        self.doc, self.today = doc, today
+        self.data = _dict(doc.data)
+        self.problems: list[Problem] = []
+        severity = _dict(self.data.get("severity"))
+        self.levels = [level for level in _list(severity.get("levels")) if isinstance(level, str)]
+        self.metrics = _dict(self.data.get("metrics"))
+        self.defined_calendars = {BUILTIN_NAME, *_dict(self.data.get("calendars"))}
+        self.calendars: dict[str, TimeCalendar] = {}
+
+    def report(self, path: PathT, message: str, *, key: bool = False) -> None:
+        self.problems.append(self.doc.problem(path, message, key=key))
+
+    def run(self) -> list[Problem]:
+        self.check_calendars()
+        self.check_severity()
+        self.check_metrics()
+        self.check_policies()
+        self.check_sla_fields()
+        return self.problems
+
+    # -- references --
+
+    def calendar_ref(self, path: PathT, name: Any) -> None:
+        if isinstance(name, str) and name not in self.defined_calendars:
+            known = ", ".join(sorted(self.defined_calendars))
+            self.report(path, f"unknown calendar '{name}'; calendars: {known} ('calendar' is the built-in 24/7 one)")
+
+    def level_ref(self, path: PathT, level: Any, *, key: bool = False) -> None:
+        if isinstance(level, str) and self.levels and level not in self.levels:
+            self.report(path, f"unknown severity level '{level}'; levels: {', '.join(self.levels)}", key=key)
+
+    def duration(self, path: PathT, value: Any) -> int | None:
+        if not isinstance(value, str):
+            return None  # the schema reported it
+        try:
+            seconds = parse_duration(value)
+        except ValueError as error:
+            self.report(path, str(error))
+            return None
+        if seconds <= 0:
+            self.report(path, f"'{value}' is zero; a target or grace must be longer than that")
+            return None
+        return seconds
+
+    def condition(self, path: PathT, data: Any) -> None:
+        for i, level in enumerate(_list(_dict(data).get("severity_in"))):
+            self.level_ref((*path, "severity_in", i), level)
+
+    # -- sections --
+
+    def check_calendars(self) -> None:
+        for name, spec in _dict(self.data.get("calendars")).items():
+            path: PathT = ("calendars", name)
+            if name == BUILTIN_NAME:
+                self.report(path, "'calendar' is the built-in 24/7 calendar; give this calendar another name",
+                            key=True)
+                continue
+            if not isinstance(spec, dict):
+                continue
+            try:
+                self.calendars[name] = build_calendar(name, spec, today=self.today)
+            except CalendarError as error:
+                text = str(error)
+                where = next((k for word, k in _CALENDAR_KEYS if word in text and k in spec), None)
+                self.report((*path, where) if where else path, text, key=True)
+        self.calendars[BUILTIN_NAME] = build_calendar(BUILTIN_NAME, {}, today=self.today)
+        self.calendar_ref(("default_calendar",), self.data.get("default_calendar"))
+
+    def check_severity(self) -> None:
+        severity = _dict(self.data.get("severity"))
+        seen: set[str] = set()
+        for i, level in enumerate(_list(severity.get("levels"))):
+            if level in seen:
+                self.report(("severity", "levels", i), f"level '{level}' is listed twice")
+            seen.add(level)
+        rules = _list(severity.get("derive"))
+        for i, rule in enumerate(rules):
+            if isinstance(rule, dict):
+                self.check_rule(("severity", "derive", i), rule, last=i == len(rules) - 1)
+
+    def check_rule(self, path: PathT, rule: dict[str, Any], *, last: bool) -> None:
+        kinds = [k for k in ("from", "match_any", "default") if k in rule]
+        if len(kinds) != 1:
+            self.report(path, "a derive rule has exactly one of: from: FIELD with map:, match_any: [words] "
+                              "with value:, or default: LEVEL")
+            return
+        kind = kinds[0]
+        needs = {"from": "map", "match_any": "value", "default": None}[kind]
+        for extra in ("map", "value"):
+            if extra in rule and extra != needs:
+                self.report((*path, extra), f"'{extra}:' does not belong to a {kind}: rule; remove it", key=True)
+        if needs and needs not in rule:
+            example = "map: {Sev1: sev1}" if needs == "map" else "value: sev1"
+            self.report(path, f"a {kind}: rule needs {needs}: (e.g. {example})")
+        for value_key, level in _dict(rule.get("map")).items():
+            self.level_ref((*path, "map", value_key), level)
+        self.level_ref((*path, "value"), rule.get("value"))
+        self.level_ref((*path, "default"), rule.get("default"))
+        if kind == "default" and not last:
+            self.report((*path, "default"), "a default: rule decides every ticket, so the rules after it "
+                                            "never run; make it the last rule")
+        if last and kind != "default":
+            self.report(path, "the last derive rule must be a default (e.g. {default: sev3, flags: [needs_triage]}) "
+                              "so that every ticket gets a severity")
+
+    def check_metrics(self) -> None:
+        for name, metric in self.metrics.items():
+            if not isinstance(metric, dict):
+                continue
+            base: PathT = ("metrics", name)
+            for key in ("start", "stop", "pause"):
+                for i, entry in enumerate(_list(metric.get(key))):
+                    self.condition((*base, key, i), entry)
+                    if key == "stop" and entry == "created":
+                        self.report((*base, key, i), "created cannot stop a clock; use agent_public_comment "
+                                                     "or a condition like {status_in: [resolved, closed]}")
+            self.condition((*base, "applies_when"), metric.get("applies_when"))
+            self.calendar_ref((*base, "calendar"), metric.get("calendar"))
+            for i, text in enumerate(_list(metric.get("warn"))):
+                if isinstance(text, str):
+                    try:
+                        parse_threshold(text)
+                    except ValueError as error:
+                        self.report((*base, "warn", i), str(error))
+            stops = _list(metric.get("stop"))
+            if metric.get("on_reopen") in ("resume", "restart") and stops and not any(
+                    isinstance(s, dict) for s in stops):
+                self.report((*base, "on_reopen"), "on_reopen needs a stop condition that can end again, like "
+                                                  "{status_in: [resolved, closed]}; a comment cannot be undone")
+
+    def business_calendar(self, policy: dict[str, Any], metric: str) -> Any:
+        override = _dict(self.metrics.get(metric)).get("calendar")
+        return override or policy.get("calendar") or self.data.get("default_calendar")
+
+    def check_policies(self) -> None:
+        policies = _list(self.data.get("policies"))
+        ids: dict[str, int] = {}
+        for i, policy in enumerate(policies):
+            if not isinstance(policy, dict):
+                continue
+            base: PathT = ("policies", i)
+            pid = policy.get("id")
+            if isinstance(pid, str):
+                if pid in ids:
+                    self.report((*base, "id"), f"policy id '{pid}' is already used by policies[{ids[pid]}]")
+                ids.setdefault(pid, i)
+            when = policy.get("when")
+            self.condition((*base, "when"), when)
+            last = i == len(policies) - 1
+            if when == {} and not last:
+                self.report((*base, "when"), f"policy '{pid}' matches every ticket (when: {{}}), so the policies "
+                                             "after it never apply; move it to the end of the list")
+            if last and isinstance(when, dict) and when:
+                self.report((*base, "when"), "the last policy must be the catch-all `when: {}` so that every "
+                                             "ticket gets a policy; add one at the end of the list")
+            self.calendar_ref((*base, "calendar"), policy.get("calendar"))
+            for metric, by_level in _dict(policy.get("targets")).items():
+                path: PathT = (*base, "targets", metric)
+                if metric not in self.metrics:
+                    self.report(path, f"unknown metric '{metric}'; metrics: {', '.join(self.metrics)}", key=True)
+                for level, target in _dict(by_level).items():
+                    self.level_ref((*path, level), level, key=True)
+                    if isinstance(target, dict):
+                        self.check_target((*path, level), target, self.business_calendar(policy, metric))
+
+    def check_target(self, path: PathT, target: dict[str, Any], calendar: Any) -> None:
+        kinds = [k for k in TARGET_KINDS if k in target]
+        if len(kinds) != 1:
+            self.report(path, "a target has exactly one of calendar: DURATION (24/7), business: DURATION or "
+                              "business_days: N, e.g. {business: 8h}")
+        for kind in kinds:
+            if kind != "business_days":
+                self.duration((*path, kind), target[kind])
+            elif calendar in self.calendars and self.calendars[calendar].business_day is None:
+                self.report((*path, kind), f"calendar '{calendar}' has no business_day, so business_days cannot "
+                                           "be counted; add business_day: 8h to it or use business: DURATION")
+        if "grace" in target:
+            self.duration((*path, "grace"), target["grace"])
+
+    def check_sla_fields(self) -> None:
+        for tracker, spec in _dict(self.data.get("sla_fields")).items():
+            for key in _dict(spec):
+                if key.endswith("_due") and key[:-4] not in self.metrics:
+                    self.report(("sla_fields", tracker, key), f"there is no metric '{key[:-4]}'; "
+                                f"<metric>_due keys: {', '.join(m + '_due' for m in self.metrics)}", key=True)
+
+
+# --- building (the document passed every check) ---------------------------------------------------
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _trigger(entry: Any) -> Trigger:
+    return Trigger(event=entry) if isinstance(entry, str) else Trigger(condition=Condition.from_data(entry))
+
+
+def _metric(name: str, data: dict[str, Any]) -> Metric:
+    applies = data.get("applies_when")
+    return Metric(
+        name=name,
+        start=tuple(_trigger(e) for e in data["start"]),
+        stop=tuple(_trigger(e) for e in data["stop"]),
+        pause=tuple(Condition.from_data(c) for c in data.get("pause") or ()),
+        applies_when=Condition.from_data(applies) if applies is not None else None,
+        on_reopen=data.get("on_reopen", "ignore"),
+        cycles=data.get("cycles", "once"),
+        calendar=data.get("calendar"),
+        warn=tuple(parse_threshold(t) for t in data.get("warn") or ()),
+    )
+
+
+def _target(data: dict[str, Any], business_calendar: str, calendars: Mapping[str, TimeCalendar]) -> Target:
+    grace = parse_duration(data["grace"]) if "grace" in data else 0
+    suffix = f", grace {data['grace']}" if grace else ""
+    if "calendar" in data:
+        return Target("calendar", parse_duration(data["calendar"]), BUILTIN_NAME, grace,
+                      f"{data['calendar']} calendar time{suffix}")
+    if "business" in data:
+        return Target("business", parse_duration(data["business"]), business_calendar, grace,
+                      f"{data['business']} business time on {business_calendar}{suffix}")
+    days = data["business_days"]
+    per_day = calendars[business_calendar].business_day or 0
+    return Target("business_days", days * per_day, business_calendar, grace,
+                  f"{days} business days on {business_calendar}{suffix}")
+
+
+def _derive_rule(data: dict[str, Any]) -> DeriveRule:
+    flags = tuple(data.get("flags") or ())
+    if "from" in data:
+        return DeriveRule(source=data["from"], table=MappingProxyType({str(k): v for k, v in data["map"].items()}),
+                          flags=flags)
+    if "match_any" in data:
+        return DeriveRule(words=tuple(data["match_any"]), value=data["value"], flags=flags)
+    return DeriveRule(value=data["default"], flags=flags)
+
+
+def _build(doc: SourceDoc, calendars: Mapping[str, TimeCalendar]) -> Policy:
+    data: dict[str, Any] = doc.data
+    metrics = {name: _metric(name, spec) for name, spec in data["metrics"].items()}
+    default_calendar = data["default_calendar"]
+    specs = []
+    for policy in data["policies"]:
+        calendar = policy.get("calendar", default_calendar)
+        targets = {
+            metric: MappingProxyType({
+                level: _target(target, metrics[metric].calendar or calendar, calendars)
+                for level, target in by_level.items()})
+            for metric, by_level in policy["targets"].items()}
+        specs.append(PolicySpec(policy["id"], Condition.from_data(policy["when"]), calendar,
+                                MappingProxyType(targets)))
+    conditions = [s.when for s in specs]
+    for metric in metrics.values():
+        conditions += [*metric.pause, *(t.condition for t in (*metric.start, *metric.stop) if t.condition)]
+        conditions += [metric.applies_when] if metric.applies_when else []
+    watched = tuple(dict.fromkeys(name for c in conditions for name in c.field_names()))
+    # Comments do not change the meaning, so they do not change the version (no needless replays).
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode())
+    digest.update(json.dumps(sorted((n, c.version) for n, c in calendars.items())).encode())
+    severity = data["severity"]
+    return Policy(
+        path=doc.file,
+        version=digest.hexdigest()[:16],
+        levels=tuple(severity["levels"]),
+        calendars=MappingProxyType(dict(calendars)),
+        default_calendar=default_calendar,
+        status_categories=_frozen(data.get("status_categories", {})),
+        sla_fields=_frozen(data.get("sla_fields", {})),
+        policies=tuple(specs),
+        metrics=MappingProxyType(metrics),
+        derive=tuple(_derive_rule(r) for r in severity["derive"]),
+        lower_sources=tuple(_dict(severity.get("changes")).get("lower") or ()),
+        watched_fields=watched,
+    )

@@ -1,0 +1,236 @@
+"""SLA clocks on synced tickets: history in; warnings, breaches and tracker fields out.
+
+capture  `observe` turns each synced desk ticket into history events in the store;
+decide   `compute_clocks` (pure, sync.policy.sla) rebuilds every clock from that history;
+push     the due dates and state go to the ticket and its linked issues, only when they change;
+commit   each warning and breach is recorded exactly once, and the earliest future one becomes
+         the ticket's timer, so the engine sleeps until then instead of polling the clocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from ..connectors.base import Connector
+from ..connectors.errors import AuthError, TrackerError
+from .model import Item, Update
+from .policy.history import MANAGED_TAGS, history_event, observe
+from .policy.policy import Policy
+from .policy.sla import TicketSla, compute_clocks
+from .store import Store
+
+log = structlog.get_logger(__name__)
+
+DESK_TYPES = ("zendesk",)
+RETRY_WRITE_AFTER = timedelta(minutes=1)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else ""
+
+
+@dataclass
+class SlaStats:
+    warnings: list[str] = field(default_factory=list)
+    breaches: list[str] = field(default_factory=list)
+    fields_written: int = 0
+    evaluated: int = 0
+
+    def merge(self, other: SlaStats) -> None:
+        self.warnings += other.warnings
+        self.breaches += other.breaches
+        self.fields_written += other.fields_written
+        self.evaluated += other.evaluated
+
+
+@dataclass(frozen=True)
+class LinkedTarget:
+    """Where a desk ticket's SLA fields go besides the ticket itself."""
+
+    flow: str
+    connector: Connector
+    tracker_type: str
+
+
+class SlaService:
+    def __init__(self, store: Store, policy: Policy, connectors: Mapping[str, Connector],
+                 tracker_types: Mapping[str, str], flows: Iterable[tuple[str, str, str]],
+                 now: Callable[[], datetime] = utc_now) -> None:
+        """flows: (flow name, left tracker, right tracker) for finding a ticket's linked issues."""
+        self.store = store
+        self.policy = policy
+        self.connectors = dict(connectors)
+        self.types = dict(tracker_types)
+        self.flows = list(flows)
+        self.now = now
+        self._dirty: dict[tuple[str, str], None] = {}
+        self._bridge_writes: dict[tuple[str, str], dict[str, Any]] = {}
+
+    # -- capture -------------------------------------------------------------------------------
+    def is_desk(self, tracker: str) -> bool:
+        return self.types.get(tracker) in DESK_TYPES
+
+    def note_bridge_write(self, tracker: str, item_id: str, fields: Mapping[str, Any]) -> None:
+        """The sync wrote these fields to a desk ticket on another tracker's behalf (origin tag)."""
+        if self.is_desk(tracker) and fields:
+            self._bridge_writes.setdefault((tracker, item_id), {}).update(fields)
+
+    def observe(self, item: Item) -> None:
+        if not self.is_desk(item.tracker) or item.comments is None:
+            return
+        key = (item.tracker, item.id)
+        previous = self.store.sla_ticket(*key)
+        observed, events = observe(self.policy, item, previous.observed if previous else None,
+                                   self._bridge_writes.pop(key, None))
+        self.store.record_observation(item.tracker, item.id, item.key, observed, events)
+        self._dirty[key] = None
+
+    # -- decide, push, commit ------------------------------------------------------------------
+    def settle(self) -> SlaStats:
+        """Evaluate every ticket observed since the last call and every ticket whose timer is due."""
+        stats = SlaStats()
+        now = self.now()
+        todo = dict(self._dirty)
+        self._dirty.clear()
+        todo.update(dict.fromkeys(self.store.due_sla_tickets(now)))
+        for tracker, item_id in todo:
+            stats.merge(self.evaluate(tracker, item_id, now))
+        return stats
+
+    def next_wake(self) -> datetime | None:
+        return self.store.next_sla_fire_at()
+
+    def compute(self, tracker: str, item_id: str, now: datetime) -> TicketSla:
+        history = [history_event(e) for e in self.store.ticket_events(tracker, item_id)]
+        return compute_clocks(self.policy, self.types[tracker], history, now)
+
+    def evaluate(self, tracker: str, item_id: str, now: datetime | None = None) -> SlaStats:
+        now = now or self.now()
+        stats = SlaStats(evaluated=1)
+        ticket = self.store.sla_ticket(tracker, item_id)
+        if ticket is None:
+            return stats
+        sla = self.compute(tracker, item_id, now)
+        for event in sla.events:
+            threshold = getattr(event, "threshold", "") or ""
+            if event.kind not in ("warning", "breach"):
+                threshold = f"{threshold}@{iso(event.recorded_at)}"
+            new = self.store.record_sla_event(
+                tracker, item_id, event.metric, event.cycle, event.kind, threshold, event.nominal_at,
+                max(event.recorded_at, now) if event.kind in ("warning", "breach") else event.recorded_at,
+                {"severity": sla.severity, "policy": sla.policy_id, "recorded_nominally_at": iso(event.recorded_at)})
+            if not new:
+                continue
+            line = f"{ticket.item_key} {event.metric} {event.kind} {threshold} (due {iso(event.nominal_at)})"
+            if event.kind == "breach":
+                stats.breaches.append(line)
+                log.warning("sla.breach", ticket=ticket.item_key, metric=event.metric, cycle=event.cycle,
+                            nominal_at=iso(event.nominal_at), severity=sla.severity)
+            elif event.kind == "warning":
+                stats.warnings.append(line)
+                log.warning("sla.warning", ticket=ticket.item_key, metric=event.metric, threshold=threshold,
+                            cycle=event.cycle, severity=sla.severity)
+            else:
+                log.info(f"sla.{event.kind}", ticket=ticket.item_key, metric=event.metric)
+        next_fire = sla.next_fire_at
+        try:
+            stats.fields_written += self._write_fields(tracker, item_id, ticket.written, sla)
+        except AuthError:
+            raise
+        except TrackerError as error:
+            log.warning("sla.write_failed", ticket=ticket.item_key, tracker=error.tracker, error=error.message)
+            retry = now + RETRY_WRITE_AFTER
+            next_fire = min(next_fire, retry) if next_fire else retry
+        self.store.save_sla(tracker, item_id, summarize(sla), next_fire)
+        return stats
+
+    def _write_fields(self, tracker: str, item_id: str, written: Mapping[str, Any], sla: TicketSla) -> int:
+        """Write the SLA values that differ from what was last written; idempotent by construction."""
+        count = 0
+        values = sla_values(sla)
+        targets = [(tracker, item_id, self.connectors[tracker], self.types[tracker])]
+        for flow, left, right in self.flows:
+            if left == tracker:
+                link = self.store.link_for(flow, "left", item_id)
+                if link is not None:
+                    targets.append((right, link.right_id, self.connectors[right], self.types[right]))
+        for target_tracker, target_id, connector, ttype in targets:
+            spec = self.policy.sla_fields.get(ttype) or {}
+            desired: dict[str, Any] = {str(spec[name]): value for name, value in values.items()
+                                       if name in spec and isinstance(spec[name], str)}
+            if spec.get("tags") is True:
+                desired["tags"] = sla_tags(sla)
+            ref = f"{target_tracker}:{target_id}"
+            last = written.get(ref) or {}
+            changed = {k: v for k, v in desired.items() if last.get(k) != v}
+            if not changed:
+                continue
+            push = dict(changed)
+            if "tags" in push:
+                push["tags"] = self._merged_tags(connector, target_id, changed["tags"])
+            connector.push(target_id, [Update(push)])
+            self.store.record_sla_written(tracker, item_id, ref, changed)
+            log.info("sla.fields_written", tracker=target_tracker, item=target_id, fields=sorted(changed))
+            count += len(changed)
+        return count
+
+    def _merged_tags(self, connector: Connector, item_id: str, ours: list[str]) -> list[str]:
+        # Tags are one list on Zendesk: keep the agents' tags, replace only the ones we manage.
+        current = set(connector.fetch(item_id).fields.get("tags") or ())
+        return sorted((current - MANAGED_TAGS) | set(ours))
+
+
+def sla_values(sla: TicketSla) -> dict[str, str]:
+    """The SLA field values for the trackers: due instants in ISO 8601 UTC, a one-word state."""
+    by_metric = {c.metric: c for c in sla.clocks}
+    values = {"severity": sla.severity, "state": sla_state(sla)}
+    for metric in ("first_response", "resolution"):
+        clock = by_metric.get(metric)
+        if clock is None:
+            values[f"{metric}_due"] = ""
+        elif clock.status == "running":
+            values[f"{metric}_due"] = iso(clock.due_at)
+        else:
+            values[f"{metric}_due"] = clock.outcome or clock.status
+    return values
+
+
+def sla_state(sla: TicketSla) -> str:
+    live = [c for c in sla.clocks if c.status in ("running", "paused")]
+    if any(c.breached for c in live) or any(c.outcome == "breached" for c in sla.clocks):
+        return "breached"
+    warned = {(e.metric, e.cycle) for e in sla.events if e.kind == "warning"}
+    if any((c.metric, c.cycle) in warned for c in live):
+        return "warning"
+    if live and all(c.status == "paused" for c in live):
+        return "paused"
+    return "running" if live else "met"
+
+
+def sla_tags(sla: TicketSla) -> list[str]:
+    state = sla_state(sla)
+    tags = {"breached": ["sla_breached"], "warning": ["sla_warning"], "paused": ["sla_paused"]}.get(state, [])
+    return sorted([*tags, *(f for f in sla.flags if f == "needs_triage")])
+
+
+def summarize(sla: TicketSla) -> dict[str, Any]:
+    """What the board, `sla explain` and `sla report` read without recomputing."""
+    return {
+        "severity": sla.severity, "flags": list(sla.flags), "policy": sla.policy_id, "state": sla_state(sla),
+        "clocks": [{
+            "metric": c.metric, "cycle": c.cycle, "status": c.status, "breached": c.breached,
+            "target_seconds": c.target_seconds, "target_kind": c.target_kind, "calendar": c.calendar,
+            "started_at": iso(c.started_at), "stopped_at": iso(c.stopped_at), "due_at": iso(c.due_at),
+            "consumed": c.consumed, "remaining": c.remaining, "outcome": c.outcome,
+            "breach_nominal_at": iso(c.breach_nominal_at),
+        } for c in sla.clocks],
+    }
