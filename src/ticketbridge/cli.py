@@ -227,7 +227,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(Path(args.mapping), quiet_logs=not args.verbose)
+    return run_demo(Path(args.mapping), quiet_logs=not args.verbose, policy=Path(args.policy))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.set_defaults(func=cmd_sandbox)
     demo = sub.add_parser("demo", help="the end-to-end demo on in-process emulators")
     demo.add_argument("--mapping", default="mappings/zendesk-jira.yaml")
+    demo.add_argument("--policy", default="mappings/policy.yaml")
     demo.add_argument("--verbose", action="store_true", help="show the sync's logs")
     demo.set_defaults(func=cmd_demo)
     return parser

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -33,25 +34,37 @@ def sync_until_quiet(engine: Engine, total: PassStats, max_passes: int = 6) -> i
     return max_passes
 
 
-def run_demo(mapping: Path, *, quiet_logs: bool = True) -> int:
+class FastClock:
+    """The SLA clocks' "now", which the demo winds forward instead of waiting 15 minutes."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+def run_demo(mapping: Path, *, quiet_logs: bool = True, policy: Path | None = None) -> int:
     from . import logs
 
     logs.configure("console", level="WARNING" if quiet_logs else "INFO")
     if not mapping.exists():
         print(f"ticketbridge demo: mapping file {mapping} not found; run it from the repository root")
         return 2
+    policy = policy or mapping.with_name("policy.yaml")
     workdir = Path(tempfile.mkdtemp(prefix="ticketbridge-demo-"))
+    clock = FastClock()
     with Sandbox(port=0, seed=True) as sandbox:
         config_path = sandbox.write_config(workdir / "config.yaml", store_url=f"sqlite:///{workdir / 'demo.db'}",
-                                           mapping=mapping)
+                                           mapping=mapping, policy=policy)
         config = load_config(config_path, env=sandbox.credentials())
-        runtime = open_runtime(config, sandbox.credentials(), retry=RetryPolicy(attempts=6, max_delay=2))
+        runtime = open_runtime(config, sandbox.credentials(), retry=RetryPolicy(attempts=6, max_delay=2), now=clock)
         store, flows, engine = runtime.store, runtime.flows, runtime.engine()
         tickets = len(sandbox.zendesk.tickets())
         print(f"Sandbox: Zendesk {sandbox.zendesk.base_url} with {tickets} seeded tickets, "
               f"Jira {sandbox.jira.base_url} (empty). Store: {store.safe_url}")
 
-        first, second = PassStats(), PassStats()
+        first, second, third = PassStats(), PassStats(), PassStats()
         passes = sync_until_quiet(engine, first)
         print(f"\n1. Initial sync: quiet after {passes} pass(es); {store.count_links()} items linked.")
 
@@ -61,8 +74,12 @@ def run_demo(mapping: Path, *, quiet_logs: bool = True) -> int:
         passes = sync_until_quiet(engine, second)
         print(f"\n3. Sync after the changes: quiet after {passes} pass(es).")
 
+        print("\n4. SLA clocks (the demo winds the SLA clock forward instead of waiting):")
+        for line in sla_story(sandbox, store, engine, clock, third):
+            print(f"   - {line}")
+
         problems = check_invariants(sandbox, store, engine)
-        print_report(store, first, second, flows, problems)
+        print_report(store, first, second, third, flows, problems)
         store.close()
     structlog.reset_defaults()
     return 0 if not problems else 1
@@ -115,10 +132,52 @@ def check_invariants(sandbox: Sandbox, store: Store, engine: Engine) -> list[str
     return problems
 
 
-def print_report(store: Store, first: PassStats, second: PassStats, flows: list, problems: list[str]) -> None:
+def sla_story(sandbox: Sandbox, store: Store, engine: Engine, clock: FastClock, stats: PassStats) -> list[str]:
+    """A customer reports an outage; nobody answers; the 15-minute first response warns, then breaches."""
+    zendesk, lines = sandbox.zendesk, []
+    customer = zendesk.add_user("Erika Kunde", "erika.kunde@example.com")
+    ticket = zendesk.add_ticket(subject="Checkout down for all EU customers", priority="urgent",
+                                requester_id=customer["id"],
+                                comment={"body": "Since 10:02 no EU card payment goes through.",
+                                         "author_id": customer["id"]})
+    sync_until_quiet(engine, stats)
+    link = store.link_for("zendesk-jira", "left", str(ticket["id"]))
+    assert link is not None, "the outage ticket was linked"
+    zd_due = _zd_field(sandbox, ticket["id"], "First response due")
+    jira_due = sandbox.jira.issue(link.right_id)["fields"].get(_jira_field(sandbox, "First response due"))
+    lines.append(f"customer opened Zendesk #{ticket['id']} (urgent: sev1); first response due {zd_due} on Zendesk, "
+                 f"{jira_due} on Jira {link.right_key}")
+    created = datetime.fromisoformat(ticket["created_at"].replace("Z", "+00:00"))
+    for minutes, what in ((12.5, "12.5 minutes later, no reply yet"), (16, "16 minutes later, still no reply")):
+        clock.offset = created + timedelta(minutes=minutes) - datetime.now(UTC)
+        step = PassStats()
+        sync_until_quiet(engine, step)
+        stats.merge(step)
+        fired = step.sla.warnings + step.sla.breaches
+        lines.append(f"{what}: {'; '.join(fired) or 'nothing fired'}; SLA state now "
+                     f"{_zd_field(sandbox, ticket['id'], 'SLA state')!r} on both sides")
+    return lines
+
+
+def _zd_field(sandbox: Sandbox, ticket_id: int, title: str) -> object:
+    ids = {f["title"]: f["id"] for f in sandbox.zendesk.custom_field_defs}
+    ticket = sandbox.zendesk.ticket(ticket_id)
+    return next(f["value"] for f in ticket["custom_fields"] if f["id"] == ids[title])
+
+
+def _jira_field(sandbox: Sandbox, name: str) -> str:
+    return next(key for key, spec in sandbox.jira.custom_fields.items() if spec["name"] == name)
+
+
+def print_report(store: Store, first: PassStats, second: PassStats, third: PassStats, flows: list,
+                 problems: list[str]) -> None:
+    story = PassStats()
+    story.merge(second)
+    story.merge(third)
     total = PassStats()
-    total.merge(first)
-    total.merge(second)
+    for stats in (first, story):
+        total.merge(stats)
+    story_sla = story.sla
     print("\n=== ticketbridge demo report ===")
     print(f"items linked              {store.count_links()}")
     print(f"issues created            Zendesk -> Jira {total.created['left_to_right']}, "
@@ -134,6 +193,15 @@ def print_report(store: Store, first: PassStats, second: PassStats, flows: list,
     print(f"failures                  {len(failures)}")
     for failure in failures:
         print(f"    {failure.item_key} ({failure.tracker}): {failure.message}")
+    print(f"SLA fields written        {total.sla.fields_written} (due dates, state, severity; both trackers)")
+    print(f"SLA at first sync         {len(first.sla.breaches)} breaches already past on seeded tickets "
+          f"(created up to two weeks ago), {len(first.sla.warnings)} warnings")
+    print(f"SLA warnings after that   {len(story_sla.warnings)}")
+    for line in story_sla.warnings:
+        print(f"    {line}")
+    print(f"SLA breaches after that   {len(story_sla.breaches)}")
+    for line in story_sla.breaches:
+        print(f"    {line}")
     for flow in flows:
         print(f"requests                  {flow.left.name} {flow.left.requests_made}, "
               f"{flow.right.name} {flow.right.requests_made}")

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,12 @@ from ticketbridge.connectors.http import RetryPolicy
 from ticketbridge.sandbox import Sandbox
 from ticketbridge.sync.config import load_config
 from ticketbridge.sync.engine import Engine, Flow, PassStats
+from ticketbridge.sync.sla_service import SlaService
 from ticketbridge.sync.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 MAPPING = REPO / "mappings" / "zendesk-jira.yaml"
+POLICY = REPO / "mappings" / "policy.yaml"
 
 
 @dataclass
@@ -24,10 +27,11 @@ class Bridge:
     flow: Flow
     config_path: Path
     retry: RetryPolicy
+    sla: SlaService | None = None
 
     @property
     def engine(self) -> Engine:
-        return Engine(self.store, [self.flow])
+        return Engine(self.store, [self.flow], sla=self.sla)
 
     def sync(self) -> PassStats:
         return self.engine.sync_once()
@@ -52,13 +56,14 @@ def writes(sandbox: Sandbox) -> int:
                if method in ("POST", "PUT", "PATCH", "DELETE") and not path.endswith("/search/jql"))
 
 
-def make_bridge(tmp_path: Path, sandbox: Sandbox, retry: RetryPolicy | None = None) -> Bridge:
+def make_bridge(tmp_path: Path, sandbox: Sandbox, retry: RetryPolicy | None = None, *,
+                policy: Path | None = None, now: Callable[[], datetime] | None = None) -> Bridge:
     config_path = sandbox.write_config(tmp_path / "config.yaml", store_url=f"sqlite:///{tmp_path / 'tb.db'}",
-                                       mapping=MAPPING)
+                                       mapping=MAPPING, policy=policy)
     config = load_config(config_path, env=sandbox.credentials())
     retry = retry or RetryPolicy(attempts=8, base_delay=0.01, max_delay=0.2)
-    runtime = open_runtime(config, sandbox.credentials(), retry=retry)
-    return Bridge(sandbox, runtime.store, runtime.flows[0], config_path, retry)
+    runtime = open_runtime(config, sandbox.credentials(), retry=retry, now=now)
+    return Bridge(sandbox, runtime.store, runtime.flows[0], config_path, retry, runtime.sla)
 
 
 @pytest.fixture

@@ -130,14 +130,14 @@ class SlaService:
                 {"severity": sla.severity, "policy": sla.policy_id, "recorded_nominally_at": iso(event.recorded_at)})
             if not new:
                 continue
-            line = f"{ticket.item_key} {event.metric} {event.kind} {threshold} (due {iso(event.nominal_at)})"
+            line = f"{ticket.item_key} {event.metric} {event.kind} {threshold} (nominally at {iso(event.nominal_at)})"
             if event.kind == "breach":
                 stats.breaches.append(line)
-                log.warning("sla.breach", ticket=ticket.item_key, metric=event.metric, cycle=event.cycle,
+                log.info("sla.breach", ticket=ticket.item_key, metric=event.metric, cycle=event.cycle,
                             nominal_at=iso(event.nominal_at), severity=sla.severity)
             elif event.kind == "warning":
                 stats.warnings.append(line)
-                log.warning("sla.warning", ticket=ticket.item_key, metric=event.metric, threshold=threshold,
+                log.info("sla.warning", ticket=ticket.item_key, metric=event.metric, threshold=threshold,
                             cycle=event.cycle, severity=sla.severity)
             else:
                 log.info(f"sla.{event.kind}", ticket=ticket.item_key, metric=event.metric)
@@ -165,8 +165,9 @@ class SlaService:
                     targets.append((right, link.right_id, self.connectors[right], self.types[right]))
         for target_tracker, target_id, connector, ttype in targets:
             spec = self.policy.sla_fields.get(ttype) or {}
-            desired: dict[str, Any] = {str(spec[name]): value for name, value in values.items()
-                                       if name in spec and isinstance(spec[name], str)}
+            # A metric without a clock (no target at this severity) clears its field.
+            desired: dict[str, Any] = {target: values.get(name) for name, target in spec.items()
+                                       if isinstance(target, str)}
             if spec.get("tags") is True:
                 desired["tags"] = sla_tags(sla)
             ref = f"{target_tracker}:{target_id}"
@@ -189,18 +190,13 @@ class SlaService:
         return sorted((current - MANAGED_TAGS) | set(ours))
 
 
-def sla_values(sla: TicketSla) -> dict[str, str]:
-    """The SLA field values for the trackers: due instants in ISO 8601 UTC, a one-word state."""
-    by_metric = {c.metric: c for c in sla.clocks}
-    values = {"severity": sla.severity, "state": sla_state(sla)}
-    for metric in ("first_response", "resolution"):
-        clock = by_metric.get(metric)
-        if clock is None:
-            values[f"{metric}_due"] = ""
-        elif clock.status == "running":
-            values[f"{metric}_due"] = iso(clock.due_at)
-        else:
-            values[f"{metric}_due"] = clock.outcome or clock.status
+def sla_values(sla: TicketSla) -> dict[str, str | None]:
+    """The SLA field values for the trackers: the due instant of each running clock in ISO 8601
+    UTC (empty when the clock is not running: met, paused or not started), and a one-word state."""
+    values: dict[str, str | None] = {"severity": sla.severity, "state": sla_state(sla)}
+    for metric in dict.fromkeys(c.metric for c in sla.clocks):
+        clock = sla.clock(metric)
+        values[f"{metric}_due"] = iso(clock.due_at) if clock is not None and clock.status == "running" else None
     return values
 
 
