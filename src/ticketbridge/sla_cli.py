@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .sync.config import Config
+from .sync.policy.calendar import AlwaysOpen
 from .sync.policy.policy import PolicyInputError, load_policy
 from .sync.sla_service import SlaService, iso, utc_now
 from .sync.store import Store
@@ -56,8 +57,10 @@ def due(args: argparse.Namespace) -> int:
     except PolicyInputError as error:
         print(f"ticketbridge sla due: {error}", file=sys.stderr)
         return EXIT_INPUT
+    # A 24/7 target has no zone of its own: show it on the desk's (default) calendar's clock.
+    shown = policy.calendars[policy.default_calendar] if isinstance(result.calendar, AlwaysOpen) else result.calendar
     print(f"due {iso(result.due_at)}")
-    print(f"local {_local(result.due_at, result.calendar.tz)}  [calendar {result.calendar.name}]")
+    print(f"local {_local(result.due_at, shown.tz)}  [target calendar {result.calendar.name}]")
     print(f"target {args.severity} {args.metric}: {result.kind} {result.target_seconds}s")
     return EXIT_OK
 

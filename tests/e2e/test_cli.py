@@ -200,3 +200,7 @@ def test_demo_runs_end_to_end_and_prints_the_report() -> None:
                     "invariants                all hold"):
         assert heading in report
     assert re.search(r"conflicts\s+1\b", report)
+    # The SLA story: the outage's first response warns twice (50%, 80%), then breaches once.
+    assert re.search(r"SLA warnings after that\s+2\b", report) and re.search(r"SLA breaches after that\s+1\b", report)
+    story = result.stdout[result.stdout.index("4. SLA clocks"):]
+    assert re.search(r"first response due \S+Z on Zendesk, \S+ on Jira ENG-\d+", story)

@@ -13,9 +13,19 @@ from alembic.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError
 
 from ticketbridge.sync import store as store_mod
-from ticketbridge.sync.store import ItemCommit, LinkConflict, Store, head_revision, links_t, metadata, upgrade
+from ticketbridge.sync.store import (
+    ItemCommit,
+    LinkConflict,
+    Store,
+    TicketEvent,
+    head_revision,
+    links_t,
+    metadata,
+    upgrade,
+)
 
-TABLES = {"links", "intents", "comment_links", "cursors", "failures", "audit"}
+TABLES = {"links", "intents", "comment_links", "cursors", "failures", "audit", "ticket_events", "sla_tickets",
+          "sla_events"}
 
 
 def commit(**overrides: Any) -> ItemCommit:
@@ -456,3 +466,50 @@ def test_safe_url_hides_the_password() -> None:
         assert s.url == url
     finally:
         s.close()
+
+
+# -- SLA history, timers and events ---------------------------------------------------------------
+
+T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+def test_observations_append_history_once_in_source_order(store: Store) -> None:
+    events = [TicketEvent(ref="comment:2", at=T0 + timedelta(minutes=5), kind="comment", public=True, by_agent=True),
+              TicketEvent(ref="created", at=T0, kind="created", value="new"),
+              TicketEvent(ref="severity:x", at=T0, kind="severity", value={"level": "sev2", "flags": []})]
+    assert store.record_observation("zendesk", "7", "#7", {"status": "open"}, events) == 3
+    # The same snapshot again (a replay after a crash) records nothing new but keeps the values.
+    assert store.record_observation("zendesk", "7", "#7", {"status": "pending"}, events[:2]) == 0
+    history = store.ticket_events("zendesk", "7")
+    assert [e.ref for e in history] == ["created", "severity:x", "comment:2"]
+    assert history[1].value == {"level": "sev2", "flags": []} and history[2].by_agent is True
+    assert history[0].at == T0 and history[0].at.tzinfo is not None
+    ticket = store.sla_ticket("zendesk", "7")
+    assert ticket is not None and ticket.observed == {"status": "pending"} and ticket.next_fire_at is None
+    assert store.ticket_events("zendesk", "8") == []
+
+
+def test_timers_and_written_values(store: Store) -> None:
+    for item in ("1", "2"):
+        store.record_observation("zendesk", item, f"#{item}", {}, [])
+    store.save_sla("zendesk", "1", {"state": "running"}, T0 + timedelta(minutes=10))
+    store.save_sla("zendesk", "2", {"state": "running"}, T0 + timedelta(minutes=5))
+    assert store.next_sla_fire_at() == T0 + timedelta(minutes=5)
+    assert store.due_sla_tickets(T0 + timedelta(minutes=5)) == [("zendesk", "2")]
+    assert store.due_sla_tickets(T0 + timedelta(hours=1)) == [("zendesk", "2"), ("zendesk", "1")]
+    store.record_sla_written("zendesk", "1", "jira:10001", {"customfield_10044": "2026-11-23T08:15:00Z"})
+    store.record_sla_written("zendesk", "1", "jira:10001", {"customfield_10046": "running"})
+    ticket = store.sla_ticket("zendesk", "1")
+    assert ticket is not None and ticket.summary == {"state": "running"}
+    assert ticket.written == {"jira:10001": {"customfield_10044": "2026-11-23T08:15:00Z",
+                                             "customfield_10046": "running"}}
+
+
+def test_an_sla_event_is_recorded_exactly_once(store: Store) -> None:
+    args = ("zendesk", "7", "first_response", 1, "breach", "due", T0, T0 + timedelta(seconds=3), {"severity": "sev1"})
+    assert store.record_sla_event(*args) is True
+    assert store.record_sla_event(*args) is False
+    assert store.record_sla_event("zendesk", "7", "first_response", 2, "breach", "due", T0, T0, {}) is True
+    events = store.sla_events("zendesk", "7")
+    assert [(e.cycle, e.kind, e.nominal_at) for e in events] == [(2, "breach", T0), (1, "breach", T0)]
+    assert store.sla_events(since=T0 + timedelta(seconds=1))[0].detail == {"severity": "sev1"}

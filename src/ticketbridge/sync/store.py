@@ -897,7 +897,8 @@ class Store:
                     tracker=tracker, item_id=item_id, ref=e.ref, at=e.at, kind=e.kind, field=e.field,
                     value=_json_value(e.value, "event value"), public=e.public, by_agent=e.by_agent,
                     source=e.source).on_conflict_do_nothing(index_elements=["tracker", "item_id", "ref"])
-                added += conn.execute(stmt).rowcount or 0
+                # RETURNING, not rowcount: psycopg reports -1 rows for ON CONFLICT inserts.
+                added += conn.execute(stmt.returning(ticket_events_t.c.id)).first() is not None
             stmt = _insert(conn, sla_tickets_t).values(
                 tracker=tracker, item_id=item_id, item_key=item_key, observed=observed, written={}, updated_at=now)
             conn.execute(stmt.on_conflict_do_update(
@@ -967,7 +968,7 @@ class Store:
                 nominal_at=nominal_at, recorded_at=recorded_at, detail=detail,
             ).on_conflict_do_nothing(
                 index_elements=["tracker", "item_id", "metric", "cycle", "kind", "threshold"])
-            return bool(conn.execute(stmt).rowcount)
+            return conn.execute(stmt.returning(sla_events_t.c.id)).first() is not None
 
     def sla_events(self, tracker: str | None = None, item_id: str | None = None,
                    since: datetime | None = None) -> list[SlaEvent]:
