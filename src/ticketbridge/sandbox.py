@@ -1,5 +1,6 @@
 """The sandbox: every tracker emulator on consecutive loopback ports, for trying mapping files
-safely and for the demo. Zendesk takes the given port, Jira the next one."""
+safely and for the demo. Zendesk takes the given port, then Jira, GitHub and the PagerDuty
+Events endpoint the next ones."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from .connectors.emulator_kit import EmulatorServer
+from .connectors.github.emulator import GitHubEmulator
 from .connectors.jira.emulator import JiraEmulator
+from .connectors.pagerduty.emulator import PagerDutyEmulator
 from .connectors.zendesk.emulator import ZendeskEmulator
 
 CONFIG_TEMPLATE = """\
@@ -35,6 +38,8 @@ flows:
 ENV_VARS = {
     "zendesk": ("ZENDESK_EMAIL", "ZENDESK_API_TOKEN"),
     "jira": ("JIRA_EMAIL", "JIRA_API_TOKEN"),
+    "github": (None, "GITHUB_TOKEN"),
+    "pagerduty": (None, "PAGERDUTY_ROUTING_KEY"),
 }
 
 
@@ -43,18 +48,22 @@ class Sandbox:
                  export_delay: float = 0.0, **emulator_options: Any) -> None:
         self.zendesk = ZendeskEmulator(host, port, export_exclusion_seconds=export_delay, **emulator_options)
         self.jira = JiraEmulator(host, port + 1 if port else 0, **emulator_options)
+        # Options (rate limits, faults) shape the two synced trackers; GitHub and paging keep defaults.
+        self.github = GitHubEmulator(host, port + 2 if port else 0)
+        self.pagerduty = PagerDutyEmulator(host, port + 3 if port else 0)
         if seed:
             self.zendesk.seed()
 
     @property
     def emulators(self) -> dict[str, EmulatorServer]:
-        return {"zendesk": self.zendesk, "jira": self.jira}
+        return {"zendesk": self.zendesk, "jira": self.jira, "github": self.github, "pagerduty": self.pagerduty}
 
     def credentials(self) -> dict[str, str]:
         """Env var -> value, as `export` lines need them."""
         return {
             "ZENDESK_EMAIL": self.zendesk.email, "ZENDESK_API_TOKEN": self.zendesk.token,
             "JIRA_EMAIL": self.jira.email, "JIRA_API_TOKEN": self.jira.token,
+            "GITHUB_TOKEN": self.github.token, "PAGERDUTY_ROUTING_KEY": self.pagerduty.routing_keys[0],
         }
 
     def write_config(self, path: Path, *, store_url: str, mapping: Path, poll_interval: str = "5s",
@@ -69,10 +78,11 @@ class Sandbox:
 
     def describe(self) -> str:
         lines = ["ticketbridge sandbox is running (Ctrl-C to stop)", ""]
+        credentials = self.credentials()
         for name, emulator in self.emulators.items():
             email_var, token_var = ENV_VARS[name]
-            lines.append(f"  {name:8} {emulator.base_url}   user {self.credentials()[email_var]}"
-                         f"   token {self.credentials()[token_var]}")
+            user = f"   user {credentials[email_var]}" if email_var else ""
+            lines.append(f"  {name:9} {emulator.base_url}{user}   {token_var} {credentials[token_var]}")
         lines += ["", "Export these, then run `ticketbridge sync --once --config config.example.yaml`:", ""]
         lines += [f"  export {var}={value}" for var, value in self.credentials().items()]
         return "\n".join(lines)

@@ -179,15 +179,17 @@ def test_sandbox_prints_urls_credentials_and_env_vars() -> None:
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     assert process.stdout is not None
-    while not any("export JIRA_API_TOKEN" in line for line in lines):
+    while not any("export PAGERDUTY_ROUTING_KEY" in line for line in lines):
         line = process.stdout.readline()
         assert line, process.stderr.read() if process.stderr else ""
         lines.append(line)
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=20)
     text = "".join(lines)
-    assert f"http://127.0.0.1:{port}" in text and f"http://127.0.0.1:{port + 1}" in text
-    for var in ("ZENDESK_EMAIL", "ZENDESK_API_TOKEN", "JIRA_EMAIL", "JIRA_API_TOKEN"):
+    for offset in range(4):  # Zendesk, Jira, GitHub, PagerDuty on consecutive ports
+        assert f"http://127.0.0.1:{port + offset}" in text
+    for var in ("ZENDESK_EMAIL", "ZENDESK_API_TOKEN", "JIRA_EMAIL", "JIRA_API_TOKEN", "GITHUB_TOKEN",
+                "PAGERDUTY_ROUTING_KEY"):
         assert f"export {var}=" in text
     assert process.returncode == 0
 

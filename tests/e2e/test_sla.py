@@ -171,3 +171,17 @@ def test_sla_explain_and_report_read_the_store(sla_bridge: Bridge, capsys: pytes
 
     assert main(["sla", "explain", "zendesk:999999", "--config", config]) == 2
     assert "no SLA history" in capsys.readouterr().err
+
+
+def test_a_policy_change_recomputes_running_clocks_at_restart(tmp_path: Path, sandbox: Sandbox,
+                                                              sla_bridge: Bridge) -> None:
+    ticket_id, created = outage(sla_bridge)
+    sla_bridge.sync_until_quiet()
+    assert instant(zd_field(sla_bridge, ticket_id, ZD_FIRST_DUE)) == created + timedelta(minutes=15)
+    edited = tmp_path / "policy.yaml"
+    edited.write_text(POLICY.read_text().replace("sev1: {calendar: 15m}", "sev1: {calendar: 30m}"))
+    restarted = make_bridge(tmp_path, sandbox, policy=edited)
+    restarted.sync()  # nothing changed on the ticket; the new policy version alone recomputes it
+    assert instant(zd_field(restarted, ticket_id, ZD_FIRST_DUE)) == created + timedelta(minutes=30)
+    assert instant(jira_fields(restarted, ticket_id)[JIRA_FIRST_DUE]) == created + timedelta(minutes=30)
+    restarted.store.close()

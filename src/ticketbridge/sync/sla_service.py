@@ -73,6 +73,7 @@ class SlaService:
         self.flows = list(flows)
         self.now = now
         self._dirty: dict[tuple[str, str], None] = {}
+        self._checked_versions = False
         self._bridge_writes: dict[tuple[str, str], dict[str, Any]] = {}
 
     # -- capture -------------------------------------------------------------------------------
@@ -101,6 +102,12 @@ class SlaService:
         now = self.now()
         todo = dict(self._dirty)
         self._dirty.clear()
+        if not self._checked_versions:
+            # Clocks computed under another policy or calendar version (an admin edited the file,
+            # a holiday year rolled in) are recomputed from their history once, at start.
+            self._checked_versions = True
+            todo.update(dict.fromkeys((t.tracker, t.item_id) for t in self.store.sla_tickets()
+                                      if (t.summary or {}).get("policy_version") != self.policy.version))
         todo.update(dict.fromkeys(self.store.due_sla_tickets(now)))
         for tracker, item_id in todo:
             stats.merge(self.evaluate(tracker, item_id, now))
@@ -150,7 +157,7 @@ class SlaService:
             log.warning("sla.write_failed", ticket=ticket.item_key, tracker=error.tracker, error=error.message)
             retry = now + RETRY_WRITE_AFTER
             next_fire = min(next_fire, retry) if next_fire else retry
-        self.store.save_sla(tracker, item_id, summarize(sla), next_fire)
+        self.store.save_sla(tracker, item_id, summarize(sla, self.policy.version), next_fire)
         return stats
 
     def _write_fields(self, tracker: str, item_id: str, written: Mapping[str, Any], sla: TicketSla) -> int:
@@ -218,10 +225,11 @@ def sla_tags(sla: TicketSla) -> list[str]:
     return sorted([*tags, *(f for f in sla.flags if f == "needs_triage")])
 
 
-def summarize(sla: TicketSla) -> dict[str, Any]:
+def summarize(sla: TicketSla, policy_version: str) -> dict[str, Any]:
     """What the board, `sla explain` and `sla report` read without recomputing."""
     return {
         "severity": sla.severity, "flags": list(sla.flags), "policy": sla.policy_id, "state": sla_state(sla),
+        "policy_version": policy_version,
         "clocks": [{
             "metric": c.metric, "cycle": c.cycle, "status": c.status, "breached": c.breached,
             "target_seconds": c.target_seconds, "target_kind": c.target_kind, "calendar": c.calendar,
