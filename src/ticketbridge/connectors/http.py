@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -62,7 +63,11 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     return None
 
 
-def wait_for(status: int, headers: Mapping[str, str]) -> float | None:
+# GitHub's secondary limits may answer 403 with neither header, only this in the message.
+_RATE_LIMIT_TEXT = re.compile(r"rate limit|abuse detection", re.IGNORECASE)
+
+
+def wait_for(status: int, headers: Mapping[str, str], message: str = "") -> float | None:
     """How long the tracker asked us to wait, for the statuses where a wait means anything.
 
     Reset headers ride on every response of some trackers, so they count only for a 429, or a
@@ -71,8 +76,10 @@ def wait_for(status: int, headers: Mapping[str, str]) -> float | None:
     lowered = {k.lower(): v for k, v in headers.items()}
     if status == 429:
         return parse_retry_after(headers)
-    if status == 403 and ("retry-after" in lowered or lowered.get("x-ratelimit-remaining") == "0"):
-        return parse_retry_after(headers)
+    if status == 403 and ("retry-after" in lowered or lowered.get("x-ratelimit-remaining") == "0"
+                          or _RATE_LIMIT_TEXT.search(message)):
+        wait = parse_retry_after(headers)
+        return 60.0 if wait is None else wait  # GitHub: with nothing to go by, wait at least a minute
     if status == 503 and "retry-after" in lowered:
         return parse_retry_after(headers)
     return None
@@ -193,9 +200,10 @@ class HttpClient:
         self.rate_limit = {k: v for k, v in response.headers.items() if "rate" in k.lower()}
         if response.status_code < 400 or response.status_code == 304:
             return response
+        message = self.error_message(response)
         raise error_for_status(self.tracker, response.status_code,
-                               f"{method} {path} -> {response.status_code}: {self.error_message(response)}",
-                               wait_for(response.status_code, response.headers))
+                               f"{method} {path} -> {response.status_code}: {message}",
+                               wait_for(response.status_code, response.headers, message))
 
     @property
     def requests_made(self) -> int:
