@@ -179,7 +179,7 @@ def test_mapping_naming_an_unknown_tracker(site: Path) -> None:
 
 def test_unknown_tracker_type_lists_allowed_types(site: Path) -> None:
     path = write(site, edit(BASE, "type: jira", "type: jira-server"))
-    assert only(errors(path)) == f"{path}:7:11: trackers.jira.type: 'jira-server' is not one of: zendesk, jira"
+    assert only(errors(path)) == f"{path}:7:11: trackers.jira.type: 'jira-server' is not one of: zendesk, jira, github"
 
 
 def test_missing_policy_file_is_named_with_its_position(site: Path) -> None:
@@ -241,3 +241,29 @@ def test_mutated_config_loads_or_reports_located_problems(site: Path, data: st.D
     except ConfigError as error:
         assert error.problems
         assert all(re.match(r"^.+:\d+:\d+: .+", str(p), re.DOTALL) for p in error.problems), error.problems
+
+
+GITHUB = """\
+  github:
+    type: github
+    base_url: https://api.github.com
+    auth: {token_env: GITHUB_TOKEN}
+    repos: [acme/app, acme/billing]
+"""
+
+
+def test_a_github_tracker_needs_only_a_token_and_its_repos(site: Path) -> None:
+    config = load_config(write(site, edit(BASE, "flows:", GITHUB + "flows:")), env={})
+    github = config.trackers["github"]
+    assert (github.type, github.email_env, github.repos) == ("github", None, ("acme/app", "acme/billing"))
+    assert github.credentials({"GITHUB_TOKEN": "ghp_x"}) == ("", "ghp_x")
+
+
+def test_tracker_type_rules_the_schema_cannot_say(site: Path) -> None:
+    no_repos = edit(GITHUB, "    repos: [acme/app, acme/billing]\n", "")
+    path = write(site, edit(edit(BASE, "flows:", no_repos + "flows:"), "{email_env: JIRA_EMAIL, token_env",
+                            "{token_env"))
+    messages = [str(p) for p in errors(path)]
+    assert messages == [f"{path}:9:11: trackers.jira.auth: a jira tracker needs email_env (the environment "
+                        "variable holding the account email)",
+                        f"{path}:11:5: trackers.github: a github tracker needs repos: [owner/repo, ...]"]

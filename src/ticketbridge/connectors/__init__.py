@@ -24,4 +24,8 @@ def build_connector(tracker: object, env: Mapping[str, str], *, retry: RetryPoli
         from .jira.connector import JiraConnector
 
         return JiraConnector(tracker.name, tracker.base_url, email, token, retry=retry)
+    if tracker.type == "github":
+        from .github.connector import GitHubConnector
+
+        return GitHubConnector(tracker.name, tracker.base_url, token, repos=tracker.repos, retry=retry)
     raise ValueError(f"tracker '{tracker.name}': unknown type '{tracker.type}'")

@@ -41,20 +41,21 @@ class TrackerConfig:
     name: str
     type: str
     base_url: str
-    email_env: str
+    email_env: str | None  # None where the token alone authenticates (GitHub)
     token_env: str
     poll_interval: float
     statuses: tuple[str, ...] | None = None
     priorities: tuple[str, ...] | None = None
+    repos: tuple[str, ...] = ()  # GitHub: owner/repo
 
     def credentials(self, env: Mapping[str, str] = os.environ) -> tuple[str, str]:
-        """(email, token) read from the environment now; raises MissingSecret."""
+        """(email or "", token) read from the environment now; raises MissingSecret."""
         values = []
         for var in (self.email_env, self.token_env):
-            value = env.get(var)
-            if not value:
+            value = env.get(var) if var else ""
+            if var and not value:
                 raise MissingSecret(self.name, var)
-            values.append(value)
+            values.append(value or "")
         return values[0], values[1]
 
 
@@ -117,12 +118,28 @@ def _trackers(data: Mapping[str, Any]) -> dict[str, TrackerConfig]:
         statuses, priorities = spec.get("statuses"), spec.get("priorities")
         trackers[name] = TrackerConfig(
             name=name, type=spec["type"], base_url=spec["base_url"].rstrip("/"),
-            email_env=spec["auth"]["email_env"], token_env=spec["auth"]["token_env"],
+            email_env=spec["auth"].get("email_env"), token_env=spec["auth"]["token_env"],
             poll_interval=parse_duration(spec.get("poll_interval", 30)),
             statuses=tuple(statuses) if statuses is not None else None,
             priorities=tuple(priorities) if priorities is not None else None,
+            repos=tuple(spec.get("repos") or ()),
         )
     return trackers
+
+
+def _tracker_problems(doc: SourceDoc) -> list[Problem]:
+    """What the schema cannot say: which tracker types need an email, which need repos."""
+    problems = []
+    for name, spec in doc.data.get("trackers", {}).items():
+        if spec["type"] in ("zendesk", "jira") and "email_env" not in spec["auth"]:
+            problems.append(doc.problem(("trackers", name, "auth"), f"a {spec['type']} tracker needs email_env "
+                                        "(the environment variable holding the account email)"))
+        if spec["type"] == "github" and not spec.get("repos"):
+            problems.append(doc.problem(("trackers", name), "a github tracker needs repos: [owner/repo, ...]"))
+        if spec["type"] != "github" and "repos" in spec:
+            problems.append(doc.problem(("trackers", name, "repos"), "repos applies to github trackers only",
+                                        key=True))
+    return problems
 
 
 def _check_config(path: Path, env: Mapping[str, str]) -> tuple[Config | None, list[Problem]]:
@@ -135,6 +152,9 @@ def _check_config(path: Path, env: Mapping[str, str]) -> tuple[Config | None, li
         # still report a missing mapping file, which is independent of the rest.
         return None, problems + _missing_mappings(doc, path.parent)
     data: dict[str, Any] = doc.data
+    problems += _tracker_problems(doc)
+    if problems:
+        return None, problems
     trackers = _trackers(data)
     flows, mapping_problems = _flows(doc, path.parent, trackers)
     problems += mapping_problems

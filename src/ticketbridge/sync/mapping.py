@@ -58,7 +58,7 @@ class Vocabulary:
     create_required: tuple[str, ...] = ()  # the tracker refuses to create an item without these
 
 
-# Add github / clickup here when their connectors land.
+# Add clickup here when its connector lands.
 VOCABULARIES: dict[str, Vocabulary] = {
     "zendesk": Vocabulary(
         fields=("subject", "description", "status", "priority", "type", "tags", "external_id",
@@ -76,6 +76,13 @@ VOCABULARIES: dict[str, Vocabulary] = {
         select_keys=("jql",),
         create_extra=("project",),
         create_required=("project", "issuetype"),
+    ),
+    "github": Vocabulary(
+        fields=("title", "body", "state", "state_reason", "labels", "assignees", "milestone"),
+        custom=r"(?!)", custom_hint="(GitHub issues have no custom fields)",
+        statuses=("open", "closed"),
+        select_keys=("repos", "labels_any", "labels_none"),
+        create_extra=("repo",),
     ),
 }
 
