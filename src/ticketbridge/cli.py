@@ -210,6 +210,12 @@ def cmd_sla(args: argparse.Namespace) -> int:
                    else sla_cli.report(args, config))
 
 
+def cmd_redact(args: argparse.Namespace) -> int:
+    from .sla_cli import redact_stdin
+
+    return redact_stdin(args)
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from .sandbox import Sandbox
 
@@ -265,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--since", help="only tickets created on or after this date (YYYY-MM-DD)")
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
     sla.set_defaults(func=cmd_sla)
+    redact = sub.add_parser("redact", help="print what engineering would see of the text on stdin")
+    redact.add_argument("--policy", default="mappings/policy.yaml", help="policy file with the redaction rules")
+    redact.add_argument("--name", action="append", default=[], help="a requester/CC name to remove (repeatable)")
+    redact.add_argument("--email", action="append", default=[], help="a requester/CC email to remove")
+    redact.add_argument("--organization", action="append", default=[], help="the requester's organization")
+    redact.set_defaults(func=cmd_redact)
     sandbox = sub.add_parser("sandbox", help="run the tracker emulators in the foreground")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8801,
@@ -283,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("validate", "sandbox", "demo") or (args.command == "sla" and args.sla_command == "due"):
+    if args.command in ("validate", "sandbox", "demo", "redact") or (
+            args.command == "sla" and args.sla_command == "due"):
         logs.configure("auto", level="WARNING")
         try:
             return int(args.func(args))

@@ -1,4 +1,4 @@
-"""`ticketbridge sla due|explain|report`: what admins ask of the SLA clocks."""
+"""`ticketbridge sla due|explain|report` and `ticketbridge redact`: what admins ask of the policy."""
 
 from __future__ import annotations
 
@@ -205,3 +205,27 @@ def _p90(values: list[float]) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=10, method="inclusive")[-1]
+
+
+def redact_stdin(args: argparse.Namespace) -> int:
+    """Print what engineering would see of the text on stdin, and what was removed (to stderr)."""
+    from .sync.policy.redact import Identity, RedactionRules, redact
+    from .sync.yamlsource import read_yaml
+
+    try:
+        doc, problems = read_yaml(Path(args.policy))
+        if problems:
+            raise ConfigError(problems)
+        rules = RedactionRules.from_data((doc.data or {}).get("redaction") or {})
+    except ConfigError as error:
+        print(str(error), file=sys.stderr)
+        return EXIT_INPUT
+    except ValueError as error:
+        print(f"ticketbridge redact: {args.policy}: redaction: {error}", file=sys.stderr)
+        return EXIT_INPUT
+    identity = Identity(names=tuple(args.name), emails=tuple(args.email), organizations=tuple(args.organization))
+    result = redact(sys.stdin.read(), rules, identity)
+    sys.stdout.write(result.text)
+    counts = ", ".join(f"{kind} {n}" for kind, n in sorted(result.counts.items())) or "nothing"
+    print(f"redacted: {counts}", file=sys.stderr)
+    return EXIT_OK

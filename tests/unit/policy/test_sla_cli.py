@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import datetime
 from pathlib import Path
 
@@ -61,3 +62,24 @@ def test_bad_input_exits_2_with_one_clear_line(capsys: pytest.CaptureFixture[str
     code, out, err = due(capsys, "--policy", str(SHIPPED), *args)
     assert code == 2 and out == ""
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_redact_shows_what_engineering_would_see(capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "Call Jane Doe on +49 30 1234567 or jane.doe@example.com; build 2.14.1, order 2026-11-23.\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["redact", "--policy", str(SHIPPED), "--name", "Jane Doe"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ("Call [REDACTED:requester_identity] on [REDACTED:phone] or [REDACTED:email]; "
+                            "build 2.14.1, order 2026-11-23.\n")
+    assert captured.err.strip() == "redacted: email 1, phone 1, requester_identity 1"
+
+
+def test_redact_rejects_unknown_kinds_in_the_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(SHIPPED.read_text().replace("scrub: [email,", "scrub: [emails,"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("x"))
+    assert main(["redact", "--policy", str(policy)]) == 2
+    err = capsys.readouterr().err
+    assert "emails" in err and "Traceback" not in err
