@@ -55,7 +55,8 @@ def main() -> None:
     began = time.process_time()
     clocks = breached = 0
     for events in histories:
-        sla = compute_clocks(policy, "zendesk", events, now)
+        # Without the `why` lines: the engine asks for those only for `sla explain`.
+        sla = compute_clocks(policy, "zendesk", events, now, explain=False)
         clocks += len(sla.clocks)
         breached += sum(1 for c in sla.clocks if c.breached)
     elapsed = time.process_time() - began

@@ -87,7 +87,7 @@ def explain(args: argparse.Namespace, config: Config) -> int:
         if ticket is None:
             raise PolicyInputError(f"no SLA history for {args.ticket}; has it been synced?")
         now = utc_now()
-        sla = service.compute(tracker, item_id, now)
+        sla = service.compute(tracker, item_id, now, explain=True)
         tz = config.policy.calendars[config.policy.default_calendar].tz if config.policy else UTC
         print(f"{ticket.item_key} ({tracker}:{item_id})  severity {sla.severity}"
               f"{' [' + ', '.join(sla.flags) + ']' if sla.flags else ''}  policy {sla.policy_id}")

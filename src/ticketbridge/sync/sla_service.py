@@ -116,9 +116,9 @@ class SlaService:
     def next_wake(self) -> datetime | None:
         return self.store.next_sla_fire_at()
 
-    def compute(self, tracker: str, item_id: str, now: datetime) -> TicketSla:
+    def compute(self, tracker: str, item_id: str, now: datetime, *, explain: bool = False) -> TicketSla:
         history = [history_event(e) for e in self.store.ticket_events(tracker, item_id)]
-        return compute_clocks(self.policy, self.types[tracker], history, now)
+        return compute_clocks(self.policy, self.types[tracker], history, now, explain=explain)
 
     def evaluate(self, tracker: str, item_id: str, now: datetime | None = None) -> SlaStats:
         now = now or self.now()

@@ -8,6 +8,7 @@ or DE calendars use a test-only policy written to a temporary directory.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ticketbridge.sync.policy.calendar import build_calendar
+from ticketbridge.sync.policy.calendar import CalendarError, build_calendar
 from ticketbridge.sync.policy.policy import Policy, load_policy
 from ticketbridge.sync.policy.sla import Clock, HistoryEvent, TicketSla, compute_clocks
 
@@ -550,6 +551,40 @@ def test_rca_after_mitigation_stopped_by_the_link(shipped: Policy) -> None:
     assert (rca.status, rca.outcome) == ("stopped", "met")
 
 
+@pytest.mark.parametrize(("reply_at", "outcome", "recorded"), [
+    pytest.param("2026-11-23T08:15:00Z", "met", None, id="at-due"),
+    pytest.param("2026-11-23T08:15:00.5Z", "breached", "2026-11-23T08:15:00Z", id="a-fraction-after-due"),
+])
+def test_alarm_seconds_against_update_fractions(shipped: Policy, reply_at: str, outcome: str,
+                                                recorded: str | None) -> None:
+    # Alarms fall on whole seconds: one at 08:15:00 is before an update at 08:15:00.5, not at 08:15:00.
+    sla = Ticket("2026-11-23T08:00Z", "sev1").at(reply_at).reply().sla(shipped, "2026-11-23T09:00Z")
+    fr = clock(sla, "first_response")
+    assert (fr.status, fr.outcome) == ("stopped", outcome)
+    assert fr.breach_recorded_at == (z(recorded) if recorded else None)
+
+
+def test_updates_that_change_nothing_change_no_clock(shipped: Policy) -> None:
+    plain = Ticket("2026-11-23T08:00Z", "sev1")
+    # A customer's comment exactly at the 80% instant and an internal note exactly at the 50% one.
+    noisy = Ticket("2026-11-23T08:00Z", "sev1").at("2026-11-23T08:12Z").reply(by_agent=False) \
+        .at("2026-11-23T08:07:30Z").reply(public=False)
+    expected = plain.sla(shipped, "2026-11-23T08:13Z")
+    assert noisy.sla(shipped, "2026-11-23T08:13Z") == expected
+    assert [(e.threshold, e.recorded_at) for e in expected.events] == [
+        ("50%", z("2026-11-23T08:07:30Z")), ("80%", z("2026-11-23T08:12Z"))]
+
+
+def test_a_clock_running_past_the_calendar_years_is_an_error(shipped: Policy) -> None:
+    # The business first-response clock is breached and still running when an update comes after
+    # 2028 (the last materialised year): measuring it there needs calendar data that is not there,
+    # even though a later re-target moves the clock onto the 24/7 calendar.
+    t = Ticket("2028-12-27T08:00Z", "sev2").at("2029-01-02T10:00Z").status("hold") \
+        .at("2029-01-02T11:00Z").severity("sev1", "github")
+    with pytest.raises(CalendarError, match="no data past 2028-12-31"):
+        t.sla(shipped, "2029-01-03T00:00Z")
+
+
 def test_naive_now_is_refused(shipped: Policy) -> None:
     with pytest.raises(ValueError, match="aware"):
         compute_clocks(shipped, "zendesk", Ticket("2026-11-23T08:00Z").events, datetime(2026, 11, 23))
@@ -624,3 +659,20 @@ def test_consumed_never_decreases_as_now_grows(shipped: Policy, severity: str,
             assert c.consumed >= seen.get(key, 0), (key, now)
             seen[key] = c.consumed
             assert (c.due_at is not None) == (c.status == "running")  # due_at exactly while running
+
+
+def test_a_reply_in_the_tickets_first_second_answers_it(shipped: Policy) -> None:
+    # Trackers stamp whole seconds: the creation and a quick reply can share one timestamp.
+    sla = Ticket("2026-11-23T08:00Z", severity="sev1").reply().sla(shipped, "2026-11-23T09:00Z")
+    first = sla.clock("first_response")
+    assert first is not None and (first.status, first.outcome) == ("stopped", "met")
+    assert first.stopped_at == z("2026-11-23T08:00Z")
+
+
+def test_explain_false_leaves_out_only_the_why_lines(shipped: Policy) -> None:
+    ticket = Ticket("2026-11-23T08:00Z", severity="sev3").at("2026-11-23T09:00Z").status("pending")
+    full = compute_clocks(shipped, "zendesk", ticket.events, z("2026-11-30T09:00Z"))
+    bare = compute_clocks(shipped, "zendesk", ticket.events, z("2026-11-30T09:00Z"), explain=False)
+    assert all(c.why for c in full.clocks) and not any(c.why for c in bare.clocks)
+    assert [replace(c, why=()) for c in full.clocks] == list(bare.clocks)
+    assert (full.events, full.next_fire_at) == (bare.events, bare.next_fire_at)

@@ -72,6 +72,16 @@ class TimeCalendar(Protocol):
 
     def open_seconds(self, start: datetime, end: datetime) -> int: ...
 
+    # The same arithmetic on whole UTC epoch seconds, for the clock engine's inner loops:
+    # open_seconds(a, b) == position(b) - position(a) and advance(t, s) == locate(position(t) + s).
+
+    def position(self, t: int) -> int: ...
+
+    def locate(self, position: int) -> int: ...
+
+    # The epoch seconds position() answers for (None: all); outside them it raises CalendarError.
+    horizon: tuple[int, int] | None
+
     def is_open(self, at: datetime) -> bool: ...
 
     def next_open(self, at: datetime) -> datetime: ...
@@ -156,6 +166,7 @@ class AlwaysOpen:
 
     business_day: int | None = None  # "business days" on a 24/7 clock would be a misconfiguration
     version = "24/7"  # its open time never changes; the display zone does not affect any deadline
+    horizon: tuple[int, int] | None = None  # every instant has an answer
 
     def __init__(self, name: str = BUILTIN_NAME, tz: str = "UTC") -> None:
         self.name = name
@@ -171,6 +182,14 @@ class AlwaysOpen:
 
     def open_seconds(self, start: datetime, end: datetime) -> int:
         return max(_epoch(end) - _epoch(start), 0)
+
+    def position(self, t: int) -> int:
+        """Open seconds from the epoch up to epoch second t: every second is open."""
+        return t
+
+    def locate(self, position: int) -> int:
+        """The epoch second at which `position` open seconds have elapsed (the inverse of position)."""
+        return position
 
     def is_open(self, at: datetime) -> bool:
         _epoch(at)  # still refuse naive input
@@ -250,6 +269,7 @@ class BusinessCalendar:
             self._check_overlaps([(self._label(x), self._pattern(x)) for x in around], f"overrides.{d}")
 
         self._materialize()
+        self.horizon: tuple[int, int] | None = (self._lo, self._hi)
         if not self._starts:
             raise CalendarError(f"calendar {name!r} has no open time in {first_year}..{last_year}")
         digest = hashlib.sha256()
@@ -383,24 +403,38 @@ class BusinessCalendar:
         from the next opening. seconds <= 0 gives `start` (as in the reference algorithm); fractions
         are truncated.
         """
-        t = self._check(_epoch(start))
+        t = _epoch(start)
+        begin = self.position(t)
         spend = int(seconds)
         if spend <= 0:
             return _instant(t)
-        target = self._cum(t) + spend
-        # bisect_left: the first interval whose running total reaches the target, so an exact hit
-        # returns that interval's end rather than the next opening.
-        j = bisect_left(self._cum_after, target)
-        if j == len(self._cum_after):
-            raise self._horizon_error(past=True)
-        return _instant(self._starts[j] + target - self._cum_before[j])
+        return _instant(self.locate(begin + spend))
 
     def open_seconds(self, start: datetime, end: datetime) -> int:
         """Open seconds in [start, end); 0 if end <= start."""
         a, b = _epoch(start), _epoch(end)
         if b <= a:
             return 0
-        return self._cum(self._check(b)) - self._cum(self._check(a))
+        return self.position(b) - self.position(a)
+
+    def position(self, t: int) -> int:
+        """Open seconds from the start of the horizon up to epoch second t (CalendarError outside it)."""
+        if t < self._lo or t > self._hi:
+            self._check(t)  # raises the horizon error
+        # _cum, inlined: the clock engine asks this for every segment and update.
+        i = bisect_right(self._starts, t) - 1
+        if i < 0:
+            return 0
+        return self._cum_before[i] + min(t, self._ends[i]) - self._starts[i]
+
+    def locate(self, position: int) -> int:
+        """The first epoch second at which `position` open seconds have elapsed (the inverse of position)."""
+        # bisect_left: the first interval whose running total reaches the position, so an exact hit
+        # returns that interval's end rather than the next opening.
+        j = bisect_left(self._cum_after, position)
+        if j == len(self._cum_after):
+            raise self._horizon_error(past=True)
+        return self._starts[j] + position - self._cum_before[j]
 
     def is_open(self, at: datetime) -> bool:
         t = self._check(_epoch(at), inclusive_end=False)

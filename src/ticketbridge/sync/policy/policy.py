@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -77,6 +78,8 @@ def field_value(facts: Mapping[str, Any], name: str) -> Any:
     """facts[name], or a dotted path into nested mappings (custom_fields.360003)."""
     if name in facts:
         return facts[name]
+    if "." not in name:
+        return None  # a plain name that is not there
     node: Any = facts
     for part in name.split("."):
         if not isinstance(node, Mapping) or part not in node:
@@ -92,6 +95,10 @@ def _same(actual: Any, expected: Any) -> bool:
     if actual == expected:
         return True
     return actual is not None and not isinstance(actual, bool) and str(actual) == str(expected)
+
+
+def _always(facts: Mapping[str, Any]) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
@@ -118,11 +125,12 @@ class Condition:
         return self == Condition()
 
     def holds(self, facts: Mapping[str, Any]) -> bool:
-        tags = set(facts.get("tags") or ())
-        if self.tags_any and not tags.intersection(self.tags_any):
-            return False
-        if tags.intersection(self.tags_none):
-            return False
+        if self.tags_any or self.tags_none:  # most conditions are about status or fields only
+            tags = set(facts.get("tags") or ())
+            if self.tags_any and tags.isdisjoint(self.tags_any):
+                return False
+            if not tags.isdisjoint(self.tags_none):
+                return False
         if self.severity_in and facts.get("severity") not in self.severity_in:
             return False
         if self.status_in and facts.get("status") not in self.status_in:
@@ -135,10 +143,45 @@ class Condition:
                 return False
         return self.field_set is None or is_set(field_value(facts, self.field_set))
 
+    @cached_property
+    def check(self) -> Callable[[Mapping[str, Any]], bool]:
+        """holds(), specialised once for the parts this condition has: most test a single fact, and
+        the clock engine asks on every change of the facts."""
+        status_in, field_set, tags_any = self.status_in, self.field_set, frozenset(self.tags_any)
+        if self == Condition():
+            return _always
+        if self == Condition(status_in=status_in):
+            return lambda facts: facts.get("status") in status_in
+        if field_set is not None and self == Condition(field_set=field_set):
+            return lambda facts: is_set(field_value(facts, field_set))
+        if self == Condition(tags_any=self.tags_any):  # set(tags) and isdisjoint, without building the set
+            return lambda facts: not tags_any.isdisjoint(facts.get("tags") or ())
+        return self.holds
+
     def field_names(self) -> tuple[str, ...]:
         return (*(name for name, _ in self.fields), *((self.field_set,) if self.field_set else ()))
 
+    @cached_property
+    def reads(self) -> frozenset[str]:
+        """The facts whose value can change whether it holds: a field path reads the whole name
+        and its first part (field_value tries facts["a.b"], then facts["a"]["b"])."""
+        names: set[str] = set()
+        if self.tags_any or self.tags_none:
+            names.add("tags")
+        if self.severity_in:
+            names.add("severity")
+        if self.status_in:
+            names.add("status")
+        for name in self.field_names():
+            names.update((name, name.split(".")[0]))
+        return frozenset(names)
+
     def __str__(self) -> str:
+        return self._text
+
+    @cached_property
+    def _text(self) -> str:
+        # Every clock's explanation quotes its policy's condition: build the text once.
         parts = [f"{key} [{', '.join(values)}]" for key, values in (
             ("tags_any", self.tags_any), ("tags_none", self.tags_none),
             ("severity_in", self.severity_in), ("status_in", self.status_in)) if values]
@@ -187,6 +230,113 @@ class Metric:
     cycles: str = "once"  # once | repeat
     calendar: str | None = None  # overrides the policy's calendar for business targets
     warn: tuple[Threshold, ...] = ()
+
+    # What the clock engine asks on every ticket update, answered once per metric.
+
+    @cached_property
+    def starts_on_created(self) -> bool:
+        return any(t.event == "created" for t in self.start)
+
+    @cached_property
+    def starts_on_reply(self) -> bool:
+        return any(t.event == "agent_public_comment" for t in self.start)
+
+    @cached_property
+    def stops_on_reply(self) -> bool:
+        return any(t.event == "agent_public_comment" for t in self.stop)
+
+    @cached_property
+    def start_conditions(self) -> tuple[Condition, ...]:
+        return tuple(t.condition for t in self.start if t.condition is not None)
+
+    @cached_property
+    def stop_conditions(self) -> tuple[Trigger, ...]:
+        """The stop entries that are conditions (a stop by condition can stop holding: a reopen)."""
+        return tuple(t for t in self.stop if t.condition is not None)
+
+    def judge(self, facts: Mapping[str, Any]) -> tuple[bool, Trigger | None, bool, Condition | None]:
+        """What the ticket's facts say about this clock: whether it applies, the first stop condition
+        that holds, whether a start condition holds, the first pause condition that holds."""
+        applies = self.applies_when is None or self.applies_when.check(facts)
+        stop_state = None
+        for trigger in self.stop_conditions:
+            if trigger.condition and trigger.condition.check(facts):
+                stop_state = trigger
+                break
+        starts = False
+        for condition in self.start_conditions:
+            if condition.check(facts):
+                starts = True
+                break
+        pause = None
+        for condition in self.pause:
+            if condition.check(facts):
+                pause = condition
+                break
+        return applies, stop_state, starts, pause
+
+    @cached_property
+    def status_only(self) -> bool:
+        """Its conditions read nothing but the status, so judge() depends on the status alone."""
+        return self.reads <= {"status"}
+
+    def judge_status(self, status: str) -> tuple[bool, Trigger | None, bool, Condition | None]:
+        """judge() for a status_only metric, worked out once per status category."""
+        found = self._by_status.get(status)
+        if found is None:
+            found = self._by_status[status] = self.judge({"status": status})
+        return found
+
+    @cached_property
+    def _by_status(self) -> dict[str, tuple[bool, Trigger | None, bool, Condition | None]]:
+        return {}
+
+    @cached_property
+    def reads(self) -> frozenset[str]:
+        """The facts its conditions read (see Condition.reads)."""
+        conditions = (*self.pause, *self.start_conditions, *(t.condition for t in self.stop_conditions),
+                      *((self.applies_when,) if self.applies_when is not None else ()))
+        return frozenset(name for c in conditions if c is not None for name in c.reads)
+
+    @cached_property
+    def status_sets(self) -> tuple[tuple[str, ...], ...] | None:
+        """The status_in lists of its conditions: a status change matters to this clock only if it
+        enters or leaves one of them. None when a condition reads the status some other way."""
+        conditions = [c for c in (*self.pause, *self.start_conditions, *(t.condition for t in self.stop_conditions),
+                                  self.applies_when) if c is not None]
+        if any("status" in (name, name.split(".")[0]) for c in conditions for name in c.field_names()):
+            return None
+        return tuple(c.status_in for c in conditions if c.status_in)
+
+    def status_matters(self, before: str, after: str) -> bool:
+        """Whether a status change from `before` to `after` can change what its conditions say."""
+        sets = self.status_sets
+        if sets is None:
+            return True
+        return any((before in statuses) != (after in statuses) for statuses in sets)
+
+    @cached_property
+    def waiting_for(self) -> str:
+        return " or ".join(str(t) for t in self.start)
+
+    def schedule(self, target: Target) -> tuple[tuple[str, str, int], ...]:
+        """(label, kind, consumed seconds) of every alarm of a cycle on `target`, earliest first:
+        the warnings that fit inside the target, then the breach at target + grace."""
+        key = (target.seconds, target.grace)
+        found = self._schedules.get(key)
+        if found is None:
+            alarms: dict[str, tuple[str, str, int]] = {}
+            for threshold in self.warn:
+                at = threshold.consumed_at(target.seconds)
+                if at is not None:
+                    alarms.setdefault(threshold.label, (threshold.label, "warning", at))
+            alarms["due"] = ("due", "breach", target.seconds + target.grace)
+            found = self._schedules[key] = tuple(sorted(alarms.values(), key=lambda a: a[2]))
+        return found
+
+    @cached_property
+    def _schedules(self) -> dict[tuple[int, int], tuple[tuple[str, str, int], ...]]:
+        return {}
 
 
 @dataclass(frozen=True)
@@ -289,7 +439,64 @@ class Policy:
 
     def match(self, facts: Mapping[str, Any]) -> PolicySpec:
         """The first policy whose `when` holds; the checked file ends with a catch-all."""
-        return next((p for p in self.policies if p.when.holds(facts)), self.policies[-1])
+        for spec in self.policies:
+            if spec.when.check(facts):
+                return spec
+        return self.policies[-1]
+
+    @cached_property
+    def match_reads(self) -> frozenset[str]:
+        """The facts that can change which policy matches."""
+        return frozenset(name for spec in self.policies for name in spec.when.reads)
+
+    # For the clock engine, sets of metrics are bit masks over their positions in `metrics`.
+
+    @cached_property
+    def lanes(self) -> tuple[tuple[Metric, str, int, bool], ...]:
+        """Per metric, in order: (metric, name, bit, whether an agent's reply can start or stop it)."""
+        return tuple((m, m.name, 1 << i, m.starts_on_reply or m.stops_on_reply)
+                     for i, m in enumerate(self.metrics.values()))
+
+    @cached_property
+    def listeners(self) -> tuple[int, ...]:
+        """The positions of the metrics an agent's reply can start or stop."""
+        return tuple(i for i, lane in enumerate(self.lanes) if lane[3])
+
+    @cached_property
+    def readers(self) -> Mapping[str, int]:
+        """Fact -> the metrics whose conditions read it."""
+        found: dict[str, int] = {}
+        for index, metric in enumerate(self.metrics.values()):
+            for name in metric.reads:
+                found[name] = found.get(name, 0) | 1 << index
+        return MappingProxyType(found)
+
+    def status_change_readers(self, before: str, after: str) -> int:
+        """The metrics whose conditions can judge differently after this status change."""
+        found = self._status_changes.get((before, after))
+        if found is None:
+            found = self._status_changes[before, after] = sum(
+                1 << i for i, m in enumerate(self.metrics.values()) if m.status_matters(before, after))
+        return found
+
+    @cached_property
+    def _status_changes(self) -> dict[tuple[str, str], int]:
+        return {}
+
+    @cached_property
+    def horizon(self) -> tuple[int, int]:
+        """The epoch seconds every calendar of the policy can answer for: the latest start and the
+        earliest end of their materialised years (unbounded for 24/7 calendars)."""
+        spans = [c.horizon for c in self.calendars.values() if c.horizon is not None]
+        return (max((lo for lo, _ in spans), default=-(2**63)), min((hi for _, hi in spans), default=2**63))
+
+    @cached_property
+    def policy_by_id(self) -> Mapping[str, PolicySpec]:
+        """The first policy of each id (ids are unique in a checked file)."""
+        found: dict[str, PolicySpec] = {}
+        for spec in self.policies:
+            found.setdefault(spec.id, spec)
+        return MappingProxyType(found)
 
     def metric_names(self) -> tuple[str, ...]:
         return tuple(self.metrics)
@@ -301,8 +508,19 @@ class Policy:
         table = self.status_categories.get(tracker_type, {})
         if text in table:
             return table[text]
-        lowered = {k.casefold(): v for k, v in table.items()}
-        return lowered.get(text.casefold(), text if text in CATEGORIES else "open")
+        return self._folded_categories(tracker_type).get(text.casefold(), text if text in CATEGORIES else "open")
+
+    def _folded_categories(self, tracker_type: str) -> Mapping[str, str]:
+        """The tracker's status table by case-folded status, built once per tracker type."""
+        folded = self._folded.get(tracker_type)
+        if folded is None:
+            table = self.status_categories.get(tracker_type, {})
+            folded = self._folded[tracker_type] = {k.casefold(): v for k, v in table.items()}
+        return folded
+
+    @cached_property
+    def _folded(self) -> dict[str, dict[str, str]]:
+        return {}
 
     def target_for(self, severity: str, metric: str, policy_id: str | None = None) -> tuple[PolicySpec, Target]:
         """The policy (by id, else the one a ticket with only this severity matches) and its target."""
