@@ -420,7 +420,8 @@ class _Replay:
     def run(self, timeline: Sequence[tuple[datetime, Any, HistoryEvent]]) -> TicketSla:
         statuses, fields = self.statuses, self.fields
         for at, group in groupby(timeline, key=_AT):
-            for batch in _updates(list(group)):
+            events = list(group)
+            for batch in _updates(events) if len(events) > 1 and not self.created else (events,):
                 fraction = at.microsecond
                 t = (at - _EPOCH) // _SECOND if fraction else int(at.timestamp())  # _epoch, inlined
                 wake = self.next_wake
@@ -872,7 +873,7 @@ def _updates(batch: list[tuple[datetime, Any, HistoryEvent]]) -> list[list[tuple
     """The updates of one source instant: all its events together, except that a ticket's creation
     comes first on its own. Trackers stamp in whole seconds, so a reply posted in the ticket's
     first second shares its timestamp, yet it answers a ticket that already exists."""
-    if len(batch) > 1 and any(e.kind == "created" for _, _, e in batch):
+    if any(e.kind == "created" for _, _, e in batch):
         first = [item for item in batch if item[2].kind != "comment"]
         rest = [item for item in batch if item[2].kind == "comment"]
         return [part for part in (first, rest) if part]
