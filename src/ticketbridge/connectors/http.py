@@ -63,6 +63,18 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     return None
 
 
+def error_json(response: requests.Response) -> dict[str, Any] | str:
+    """An error response's JSON object, or else its text (cut short) to quote as the message.
+
+    Each tracker's client turns the object into one line in that tracker's own words.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        return (response.text or response.reason or "").strip()[:500]
+    return body if isinstance(body, dict) else str(body)[:500]
+
+
 # GitHub's secondary limits may answer 403 with neither header, only this in the message.
 _RATE_LIMIT_TEXT = re.compile(r"rate limit|abuse detection", re.IGNORECASE)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from ..http import HttpClient, RetryPolicy
+from ..http import HttpClient, RetryPolicy, error_json
 
 JSON = dict[str, Any]
 
@@ -33,12 +33,9 @@ def github_error_message(response: requests.Response) -> str:
     e.g. "Validation Failed (Issue.title: missing_field)". Never includes request headers, so the
     token cannot leak through an error.
     """
-    try:
-        body = response.json()
-    except ValueError:
-        return (response.text or response.reason or "").strip()[:500]
-    if not isinstance(body, dict):
-        return str(body)[:500]
+    body = error_json(response)
+    if isinstance(body, str):
+        return body
     text = str(body.get("message") or "")
     details: list[str] = []
     for error in body.get("errors") or []:

@@ -20,7 +20,7 @@ import structlog
 from jira import JIRA, JIRAError
 
 from ..errors import RateLimited, Retryable, TrackerError, Unsure, error_for_status
-from ..http import RetryPolicy, wait_for
+from ..http import RetryPolicy, error_json, wait_for
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -34,12 +34,9 @@ def jira_error_message(error: JIRAError) -> str:
     response = error.response
     if response is None:
         return error.text or "no response"
-    try:
-        body = response.json()
-    except ValueError:
-        return (response.text or response.reason or "").strip()[:500]
-    if not isinstance(body, dict):
-        return str(body)[:500]
+    body = error_json(response)
+    if isinstance(body, str):
+        return body
     parts = [str(m) for m in body.get("errorMessages") or []]
     parts += [f"{name}: {message}" for name, message in (body.get("errors") or {}).items()]
     return "; ".join(parts) or str(body)[:500]

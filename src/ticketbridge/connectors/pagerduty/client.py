@@ -20,7 +20,7 @@ import structlog
 
 from ticketbridge.logs import MASK, register_secret
 
-from ..http import HttpClient, RetryPolicy
+from ..http import HttpClient, RetryPolicy, error_json
 
 JSON = dict[str, Any]
 log = structlog.get_logger(__name__)
@@ -34,12 +34,9 @@ MAX_SUMMARY = 1024  # likewise; longer summaries are cut here rather than refuse
 def pagerduty_error_message(response: requests.Response) -> str:
     """PagerDuty's `{"status", "message", "errors"}` as one line, e.g.
     "invalid event: Event object is invalid ('payload.severity' is invalid ...)"."""
-    try:
-        body = response.json()
-    except ValueError:
-        return (response.text or response.reason or "").strip()[:500]
-    if not isinstance(body, dict):
-        return str(body)[:500]
+    body = error_json(response)
+    if isinstance(body, str):
+        return body
     text = ": ".join(str(body[k]) for k in ("status", "message") if body.get(k))
     errors = body.get("errors")
     if isinstance(errors, list) and errors:

@@ -11,7 +11,7 @@ from typing import Any
 import requests
 from requests.auth import HTTPBasicAuth
 
-from ..http import HttpClient, RetryPolicy
+from ..http import HttpClient, RetryPolicy, error_json
 
 JSON = dict[str, Any]
 
@@ -30,12 +30,9 @@ def zendesk_error_message(response: requests.Response) -> str:
     e.g. "RecordInvalid: Record validation errors (status: Status: closed prevents ticket update)".
     Some endpoints (403s) answer `{"error": {"title", "message"}}` instead; both are handled.
     """
-    try:
-        body = response.json()
-    except ValueError:
-        return (response.text or response.reason or "").strip()[:500]
-    if not isinstance(body, dict):
-        return str(body)[:500]
+    body = error_json(response)
+    if isinstance(body, str):
+        return body
     error = body.get("error")
     if isinstance(error, dict):
         title = error.get("title") or ""
