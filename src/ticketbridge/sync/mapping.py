@@ -17,7 +17,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
-from .yamlsource import ConfigError, PathT, Problem, SourceDoc, load_schema, read_yaml, schema_problems
+from .yamlsource import (
+    ConfigError,
+    PathT,
+    Problem,
+    SourceDoc,
+    frozen,
+    load_schema,
+    read_yaml,
+    schema_problems,
+)
 
 Direction = Literal["left_to_right", "right_to_left"]
 DIRECTIONS: tuple[Direction, Direction] = ("left_to_right", "right_to_left")
@@ -430,14 +439,6 @@ class _Checker:
         return vocab.statuses if field == "status" else vocab.priorities
 
 
-def _frozen(value: Any) -> Any:
-    if isinstance(value, dict):
-        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return tuple(_frozen(v) for v in value)
-    return value
-
-
 def _build(doc: SourceDoc) -> FlowMapping:
     """Dataclasses from a document that passed every check."""
     data: dict[str, Any] = doc.data
@@ -469,10 +470,10 @@ def _build(doc: SourceDoc) -> FlowMapping:
         "right_to_left", {})
     return FlowMapping(
         name=data.get("name", Path(doc.file).stem), path=doc.file, left=left, right=right,
-        select_left=_frozen(select.get("left", {})), select_right=_frozen(select.get("right", {})),
+        select_left=frozen(select.get("left", {})), select_right=frozen(select.get("right", {})),
         create_left_to_right=create.get("left_to_right", False),
         create_right_to_left=create.get("right_to_left", False),
-        create_left=_frozen(create.get("left", {})), create_right=_frozen(create.get("right", {})),
+        create_left=frozen(create.get("left", {})), create_right=frozen(create.get("right", {})),
         fields=tuple(pairs),
         comments=CommentRules(
             public_to_right=to_right.get("public", True), internal_to_right=to_right.get("internal", False),

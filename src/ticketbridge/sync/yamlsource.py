@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import jsonschema
@@ -330,3 +331,12 @@ def schema_problems(doc: SourceDoc, schema: Mapping[str, Any]) -> list[Problem]:
 def sort_problems(problems: Iterable[Problem]) -> list[Problem]:
     """File order, then position; identical findings reported once."""
     return sorted(set(problems), key=lambda p: (p.file, p.line, p.column, p.message))
+
+
+def frozen(value: Any) -> Any:
+    """Loaded YAML made read-only: mappings become MappingProxyType, lists tuples (deeply)."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(frozen(v) for v in value)
+    return value

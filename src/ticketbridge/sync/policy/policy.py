@@ -27,6 +27,7 @@ from ..yamlsource import (
     PathT,
     Problem,
     SourceDoc,
+    frozen,
     load_schema,
     read_yaml,
     schema_problems,
@@ -846,14 +847,6 @@ class _Checker:
 
 # --- building (the document passed every check) ---------------------------------------------------
 
-def _frozen(value: Any) -> Any:
-    if isinstance(value, dict):
-        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return tuple(_frozen(v) for v in value)
-    return value
-
-
 def _trigger(entry: Any) -> Trigger:
     return Trigger(event=entry) if isinstance(entry, str) else Trigger(condition=Condition.from_data(entry))
 
@@ -927,8 +920,8 @@ def _build(doc: SourceDoc, calendars: Mapping[str, TimeCalendar]) -> Policy:
         levels=tuple(severity["levels"]),
         calendars=MappingProxyType(dict(calendars)),
         default_calendar=default_calendar,
-        status_categories=_frozen(data.get("status_categories", {})),
-        sla_fields=_frozen(data.get("sla_fields", {})),
+        status_categories=frozen(data.get("status_categories", {})),
+        sla_fields=frozen(data.get("sla_fields", {})),
         policies=tuple(specs),
         metrics=MappingProxyType(metrics),
         derive=tuple(_derive_rule(r) for r in severity["derive"]),
