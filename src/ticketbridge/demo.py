@@ -154,8 +154,9 @@ def sla_story(sandbox: Sandbox, store: Store, engine: Engine, clock: FastClock, 
         sync_until_quiet(engine, step)
         stats.merge(step)
         fired = step.sla.warnings + step.sla.breaches
+        jira_state = sandbox.jira.issue(link.right_id)["fields"].get(_jira_field(sandbox, "SLA state"))
         lines.append(f"{what}: {'; '.join(fired) or 'nothing fired'}; SLA state now "
-                     f"{_zd_field(sandbox, ticket['id'], 'SLA state')!r} on both sides")
+                     f"{_zd_field(sandbox, ticket['id'], 'SLA state')!r} on Zendesk, {jira_state!r} on Jira")
     return lines
 
 

@@ -206,3 +206,4 @@ def test_demo_runs_end_to_end_and_prints_the_report() -> None:
     assert re.search(r"SLA warnings after that\s+2\b", report) and re.search(r"SLA breaches after that\s+1\b", report)
     story = result.stdout[result.stdout.index("4. SLA clocks"):]
     assert re.search(r"first response due \S+Z on Zendesk, \S+ on Jira ENG-\d+", story)
+    assert "SLA state now 'breached' on Zendesk, 'breached' on Jira" in story
