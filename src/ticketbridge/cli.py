@@ -54,6 +54,15 @@ class Runtime:
         return Engine(self.store, self.flows, dry_run=dry_run, sla=self.sla)
 
 
+def redactor(config: Config) -> Callable[[str], str]:
+    """The text scrubber of flows that say `redact: true`: the policy's `redaction:` rules, or
+    every kind of personal data when there is no policy."""
+    from .sync.policy.redact import RedactionRules, redact
+
+    rules = RedactionRules.from_data(config.policy.redaction) if config.policy else RedactionRules()
+    return lambda text: redact(text, rules).text
+
+
 def open_runtime(config: Config, env: Mapping[str, str], *, check: bool = True,
                  retry: RetryPolicy | None = None, now: Callable[[], datetime] | None = None) -> Runtime:
     """Connectors for every tracker (checked), the store, the flows joining them, the SLA clocks."""
@@ -62,7 +71,9 @@ def open_runtime(config: Config, env: Mapping[str, str], *, check: bool = True,
     if check:
         for connector in connectors.values():
             connector.check()
-    flows = [Flow(flow.mapping, connectors[flow.mapping.left], connectors[flow.mapping.right])
+    scrub = redactor(config)
+    flows = [Flow(flow.mapping, connectors[flow.mapping.left], connectors[flow.mapping.right],
+                  scrub if flow.mapping.redact else None)
              for flow in config.flows]
     store = Store.open(config.store_url)
     sla = None

@@ -143,3 +143,24 @@ def test_a_429_storm_slows_the_sync_but_loses_nothing(tmp_path: Path) -> None:
         # Every wait honoured Retry-After, which the emulators send as whole seconds >= 1.
         assert min(waits) >= 1.0
         bridge.store.close()
+
+
+def test_personal_data_never_reaches_jira_and_the_next_pass_writes_nothing(bridge: Bridge) -> None:
+    ticket = bridge.sandbox.zendesk.add_ticket(
+        subject="Refund for card 4111 1111 1111 1111",
+        comment={"body": "Call me on +49 30 1234567 or write to erika.kunde@example.com."}, priority="high",
+        comments=[{"body": "Our server 192.168.10.24 logs it; IBAN DE89 3704 0044 0532 0130 00.", "public": True}])
+    bridge.sync_until_quiet()
+    link = bridge.store.link_for("zendesk-jira", "left", str(ticket["id"]))
+    assert link is not None
+    fields = bridge.sandbox.jira.issue(link.right_id)["fields"]
+    text = " ".join([fields["summary"], str(fields["description"]),
+                     *(str(c["body"]) for c in fields["comment"]["comments"])])
+    for secret in ("4111", "1234567", "erika.kunde", "192.168.10.24", "DE89"):
+        assert secret not in text
+    for kind in ("payment_card", "phone", "email", "ipv4", "iban"):
+        assert f"[REDACTED:{kind}]" in text
+    # The desk keeps the original, and the redacted copy is not mistaken for a change.
+    assert "4111 1111 1111 1111" in bridge.sandbox.zendesk.ticket(ticket["id"])["subject"]
+    before = writes(bridge.sandbox)
+    assert bridge.sync().writes == 0 and writes(bridge.sandbox) == before

@@ -309,3 +309,20 @@ def test_marker_helpers_round_trip() -> None:
     body = with_comment_marker("Line one\n\nLine two", "zendesk:9000000012")
     assert split_comment_marker(body) == ("Line one\n\nLine two", "zendesk:9000000012")
     assert split_comment_marker("no marker [tb: broken") == ("no marker [tb: broken", None)
+
+
+def test_scrub_applies_to_desk_text_leaving_only(mapping: FlowMapping) -> None:
+    def scrub(text: str) -> str:
+        return text.replace("555-0100", "[REDACTED:phone]")
+
+    source = replace(ticket(subject="Call 555-0100"), comments=(Comment("91", "Ring 555-0100", True, "agent", T0),))
+    created = decide_create(mapping, source, "left", "status", scrub)
+    create, comment = created.ops["right"][0], created.ops["right"][-1]
+    assert isinstance(create, Create) and create.fields["summary"] == "[ZD #7] Call [REDACTED:phone]"
+    assert isinstance(comment, AddComment) and "Ring [REDACTED:phone]" in comment.body
+    assert create.fields["priority"] == "High", "value tables are not scrubbed"
+    # An engineer's text travelling back to the desk is not touched.
+    snapshot = agreed_snapshot(mapping)
+    back = decide_pair(mapping, ticket(), issue(summary="[ZD #7] Call 555-0100 back"), snapshot, set(),
+                       TRANSITIONS, scrub)
+    assert back.ops["left"] == (Update({"subject": "Call 555-0100 back"}),)

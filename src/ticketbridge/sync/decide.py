@@ -8,7 +8,8 @@ are dropped, so there is no echo and replaying an event is harmless.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 from .mapping import FieldPair, FlowMapping, UnmappedValue, render_template, strip_template
@@ -29,6 +30,8 @@ from .model import (
 )
 
 Direction = Literal["left_to_right", "right_to_left"]
+# Removes personal data from text leaving the desk (the left side) when the flow says `redact`.
+Scrub = Callable[[str], str] | None
 SIDES: tuple[Side, Side] = ("left", "right")
 TRACKER_TITLES = {"zendesk": "Zendesk", "jira": "Jira", "github": "GitHub", "clickup": "ClickUp"}
 
@@ -60,7 +63,8 @@ class _Halted(Exception):
         self.reason = reason
 
 
-def _carry(pair: FieldPair, value: Any, source_side: Side, source: Item, target: Item | None) -> Any:
+def _carry(pair: FieldPair, value: Any, source_side: Side, source: Item, target: Item | None,
+           scrub: Scrub = None) -> Any:
     """The value `pair` writes on the other side when `value` comes from `source`.
 
     Templates decorate the side they write, rendered with the placeholders of the item the value
@@ -76,6 +80,8 @@ def _carry(pair: FieldPair, value: Any, source_side: Side, source: Item, target:
             value = pair.values.lookup(value, direction_from(source_side))
         except UnmappedValue as error:
             raise _Halted(str(error)) from error
+    elif scrub is not None and source_side == "left" and isinstance(value, str):
+        value = scrub(value)
     if template_out and value is not None:
         value = render_template(template_out, str(value), key=source.key, id=source.id, url=source.url)
     return canon(value)
@@ -96,7 +102,7 @@ def _tracker_title(tracker: str) -> str:
 
 
 def comment_ops(mapping: FlowMapping, source: Item, source_side: Side, target: Item | None,
-                mirrored: set[str]) -> tuple[list[AddComment], list[tuple[str, str]]]:
+                mirrored: set[str], scrub: Scrub = None) -> tuple[list[AddComment], list[tuple[str, str]]]:
     """Comments of `source` to mirror onto the other side, and mirrors found already posted.
 
     A comment is mirrored once: never when it is itself a mirror (it carries our marker), never
@@ -126,6 +132,8 @@ def comment_ops(mapping: FlowMapping, source: Item, source_side: Side, target: I
             # Engineering comments reach the customer only when the flow says so, and a
             # restricted engineering comment never does.
             public = rules.to_left_public and comment.public
+        if scrub is not None and source_side == "left":
+            comment = replace(comment, body=scrub(comment.body))
         ops.append(AddComment(_mirror_body(source, comment), public, ref))
     return ops, adopted
 
@@ -137,7 +145,7 @@ def _mirror_body(source: Item, comment: Comment) -> str:
 
 
 def decide_create(mapping: FlowMapping, source: Item, source_side: Side,
-                  target_transition_field: str | None) -> Decision:
+                  target_transition_field: str | None, scrub: Scrub = None) -> Decision:
     """Create the counterpart of an unlinked, selected item."""
     target_side = other(source_side)
     direction = direction_from(source_side)
@@ -151,7 +159,7 @@ def decide_create(mapping: FlowMapping, source: Item, source_side: Side,
             value = canon(source.fields.get(source_field))
             if not pair.flows(direction):
                 continue
-            carried = _carry(pair, value, source_side, source, None)
+            carried = _carry(pair, value, source_side, source, None, scrub)
             if carried is not None:
                 fields[target_field] = list(carried) if isinstance(carried, tuple) else carried
             sides = {source_side: json_value(value), target_side: json_value(carried)}
@@ -163,13 +171,13 @@ def decide_create(mapping: FlowMapping, source: Item, source_side: Side,
     ops: list[Operation] = [Create(create_fields, marker)]
     if target_transition_field and fields.get(target_transition_field) is not None:
         ops.append(Transition(str(fields[target_transition_field])))
-    comments, _ = comment_ops(mapping, source, source_side, None, set())
+    comments, _ = comment_ops(mapping, source, source_side, None, set(), scrub)
     ops.extend(comments)
     return Decision(ops={source_side: (), target_side: tuple(ops)}, snapshot=snapshot)
 
 
 def decide_pair(mapping: FlowMapping, left: Item, right: Item, snapshot: Mapping[str, Any] | None,
-                mirrored: set[str], transition_fields: Mapping[Side, str | None]) -> Decision:
+                mirrored: set[str], transition_fields: Mapping[Side, str | None], scrub: Scrub = None) -> Decision:
     """Sync one linked pair: push what changed on one side, resolve what changed on both."""
     items: dict[Side, Item] = {"left": left, "right": right}
     writes: dict[Side, dict[str, Any]] = {"left": {}, "right": {}}
@@ -189,12 +197,12 @@ def decide_pair(mapping: FlowMapping, left: Item, right: Item, snapshot: Mapping
                 if current[lead] is None and current[other(lead)] is not None:
                     lead = other(lead)
                 changed = {"left": lead == "left", "right": lead == "right"}
-            winner = _winner(pair, changed, current, items, conflicts)
+            winner = _winner(pair, changed, current, items, conflicts, scrub)
             new_snapshot[pair.name] = [json_value(current["left"]), json_value(current["right"])]
             if winner is None:
                 continue
             loser = other(winner)
-            carried = _carry(pair, current[winner], winner, items[winner], items[loser])
+            carried = _carry(pair, current[winner], winner, items[winner], items[loser], scrub)
             if carried != current[loser]:
                 target_field = pair.right if loser == "right" else pair.left
                 writes[loser][target_field] = list(carried) if isinstance(carried, tuple) else carried
@@ -207,7 +215,7 @@ def decide_pair(mapping: FlowMapping, left: Item, right: Item, snapshot: Mapping
                                         "right": _field_ops(writes["right"], transition_fields.get("right"))}
     adopted: list[tuple[str, str]] = []
     for side in SIDES:
-        comments, found = comment_ops(mapping, items[side], side, items[other(side)], mirrored)
+        comments, found = comment_ops(mapping, items[side], side, items[other(side)], mirrored, scrub)
         ops[other(side)].extend(comments)
         adopted.extend(found)
     return Decision(ops={s: tuple(v) for s, v in ops.items()}, snapshot=new_snapshot,
@@ -215,11 +223,11 @@ def decide_pair(mapping: FlowMapping, left: Item, right: Item, snapshot: Mapping
 
 
 def _winner(pair: FieldPair, changed: Mapping[str, bool], current: Mapping[str, Any],
-            items: Mapping[Side, Item], conflicts: list[Conflict]) -> Side | None:
+            items: Mapping[Side, Item], conflicts: list[Conflict], scrub: Scrub) -> Side | None:
     """Which side's value travels for this pair, if any."""
     flows = {"left": pair.flows("left_to_right"), "right": pair.flows("right_to_left")}
     if changed["left"] and changed["right"]:
-        if _agree(pair, current, items):
+        if _agree(pair, current, items, scrub):
             return None  # both moved to equivalent values: nothing to resolve
         if flows["left"] and flows["right"]:
             winner = _resolve(pair.conflict, items)
@@ -234,13 +242,13 @@ def _winner(pair: FieldPair, changed: Mapping[str, bool], current: Mapping[str, 
     return None
 
 
-def _agree(pair: FieldPair, current: Mapping[str, Any], items: Mapping[Side, Item]) -> bool:
+def _agree(pair: FieldPair, current: Mapping[str, Any], items: Mapping[Side, Item], scrub: Scrub) -> bool:
     for side in SIDES:
         if not pair.flows(direction_from(side)):
             continue
         loser = other(side)
         try:
-            carried = _carry(pair, current[side], side, items[side], items[loser])
+            carried = _carry(pair, current[side], side, items[side], items[loser], scrub)
         except _Halted:
             continue
         if carried == current[loser]:

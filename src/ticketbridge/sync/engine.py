@@ -19,7 +19,7 @@ import structlog
 
 from ..connectors.base import Connector
 from ..connectors.errors import AuthError, NotFound, TrackerError
-from .decide import SIDES, decide_create, decide_pair, field_names
+from .decide import SIDES, Scrub, decide_create, decide_pair, field_names
 from .mapping import FlowMapping
 from .model import AddComment, Create, Decision, Item, Operation, PushResult, Side, Transition, Update, other
 from .sla_service import SlaService, SlaStats
@@ -33,6 +33,7 @@ class Flow:
     mapping: FlowMapping
     left: Connector
     right: Connector
+    scrub: Scrub = None  # set when the mapping says `redact: true`
 
     @property
     def name(self) -> str:
@@ -264,7 +265,7 @@ class _FlowPass:
                     intent: tuple[Side, str] | None = None) -> None:
         mirrored = self.store.mirrored_refs(self.flow.name, link.id) if link else set()
         decision = decide_pair(self.flow.mapping, left, right, link.snapshot if link else None,
-                               mirrored, self.transition_fields)
+                               mirrored, self.transition_fields, self.flow.scrub)
         self._record_plan("left", left, decision, right.key)
         if decision.halt:
             self._halt(left, decision.halt.reason)
@@ -289,7 +290,7 @@ class _FlowPass:
                 pair = {side: item, target: existing}
                 self._apply_pair(pair["left"], pair["right"], None, intent=(side, item.id))
                 return
-        decision = decide_create(flow.mapping, item, side, self.transition_fields[target])
+        decision = decide_create(flow.mapping, item, side, self.transition_fields[target], flow.scrub)
         self._record_plan(side, item, decision, None)
         if decision.halt:
             self._halt(item, decision.halt.reason)

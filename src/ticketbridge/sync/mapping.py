@@ -173,6 +173,7 @@ class FlowMapping:
     create_right: Mapping[str, Any]
     fields: tuple[FieldPair, ...]
     comments: CommentRules
+    redact: bool = False  # scrub personal data from text travelling left to right
 
 
 # --- templates ----------------------------------------------------------------------------------
@@ -479,4 +480,5 @@ def _build(doc: SourceDoc) -> FlowMapping:
             public_to_right=to_right.get("public", True), internal_to_right=to_right.get("internal", False),
             to_left=to_left.get("enabled", True), to_left_public=to_left.get("as", "internal") == "public",
         ),
+        redact=bool(data.get("redact", False)),
     )

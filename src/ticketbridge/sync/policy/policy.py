@@ -417,6 +417,7 @@ class Policy:
     derive: tuple[DeriveRule, ...]
     lower_sources: tuple[str, ...]  # who may lower severity
     watched_fields: tuple[str, ...]  # ticket fields the conditions read (history must record them)
+    redaction: Mapping[str, Any] = field(default_factory=dict)  # the `redaction:` block (sync.policy.redact)
 
     def derive_severity(self, fields: Mapping[str, Any], text: str) -> Derived:
         """The first derive rule that yields a level; the last rule is always a default."""
@@ -927,4 +928,5 @@ def _build(doc: SourceDoc, calendars: Mapping[str, TimeCalendar]) -> Policy:
         derive=tuple(_derive_rule(r) for r in severity["derive"]),
         lower_sources=tuple(_dict(severity.get("changes")).get("lower") or ()),
         watched_fields=watched,
+        redaction=frozen(data.get("redaction", {})),
     )
