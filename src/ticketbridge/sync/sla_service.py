@@ -128,26 +128,22 @@ class SlaService:
             return stats
         sla = self.compute(tracker, item_id, now)
         for event in sla.events:
-            threshold = getattr(event, "threshold", "") or ""
-            if event.kind not in ("warning", "breach"):
-                threshold = f"{threshold}@{iso(event.recorded_at)}"
-            new = self.store.record_sla_event(
-                tracker, item_id, event.metric, event.cycle, event.kind, threshold, event.nominal_at,
-                max(event.recorded_at, now) if event.kind in ("warning", "breach") else event.recorded_at,
-                {"severity": sla.severity, "policy": sla.policy_id, "recorded_nominally_at": iso(event.recorded_at)})
-            if not new:
-                continue
+            alarm = event.kind in ("warning", "breach")
+            # Deadline and policy changes may recur with the same label: their time tells them apart.
+            threshold = event.threshold if alarm else f"{event.threshold}@{iso(event.recorded_at)}"
+            # An alarm is recorded when it is seen: never back-dated, even after downtime.
+            recorded = max(event.recorded_at, now) if alarm else event.recorded_at
+            if not self.store.record_sla_event(
+                    tracker, item_id, event.metric, event.cycle, event.kind, threshold, event.nominal_at, recorded,
+                    {"severity": sla.severity, "policy": sla.policy_id, "nominal_recorded_at": iso(event.recorded_at)}):
+                continue  # emitted before
+            log.info(f"sla.{event.kind}", ticket=ticket.item_key, metric=event.metric, cycle=event.cycle,
+                     threshold=threshold, nominal_at=iso(event.nominal_at), severity=sla.severity)
             line = f"{ticket.item_key} {event.metric} {event.kind} {threshold} (nominally at {iso(event.nominal_at)})"
             if event.kind == "breach":
                 stats.breaches.append(line)
-                log.info("sla.breach", ticket=ticket.item_key, metric=event.metric, cycle=event.cycle,
-                            nominal_at=iso(event.nominal_at), severity=sla.severity)
             elif event.kind == "warning":
                 stats.warnings.append(line)
-                log.info("sla.warning", ticket=ticket.item_key, metric=event.metric, threshold=threshold,
-                            cycle=event.cycle, severity=sla.severity)
-            else:
-                log.info(f"sla.{event.kind}", ticket=ticket.item_key, metric=event.metric)
         next_fire = sla.next_fire_at
         try:
             stats.fields_written += self._write_fields(tracker, item_id, ticket.written, sla)
