@@ -25,7 +25,7 @@ from .connectors.errors import AuthError, Retryable, TrackerError
 from .connectors.http import RetryPolicy
 from .sync.config import Config, ConfigError, MissingSecret, load_config, validate
 from .sync.engine import Engine, Flow, PassStats
-from .sync.sla_service import SlaService
+from .sync.sla_service import SlaService, utc_now
 from .sync.store import Store
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_AUTH, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
@@ -79,7 +79,7 @@ def open_runtime(config: Config, env: Mapping[str, str], *, check: bool = True,
     sla = None
     if config.policy is not None:
         sla = SlaService(store, config.policy, connectors, {n: t.type for n, t in config.trackers.items()},
-                         [(f.name, f.left.name, f.right.name) for f in flows], **({"now": now} if now else {}))
+                         [(f.name, f.left.name, f.right.name) for f in flows], now=now or utc_now)
     return Runtime(store, flows, sla)
 
 

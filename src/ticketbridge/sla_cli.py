@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from .sync.config import Config
+from .sync.model import iso_utc
 from .sync.policy.calendar import AlwaysOpen
 from .sync.policy.policy import PolicyInputError, load_policy
-from .sync.sla_service import SlaService, iso, utc_now
+from .sync.sla_service import SlaService, utc_now
 from .sync.store import Store
 from .sync.yamlsource import ConfigError
 
@@ -59,7 +60,7 @@ def due(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     # A 24/7 target has no zone of its own: show it on the desk's (default) calendar's clock.
     shown = policy.calendars[policy.default_calendar] if isinstance(result.calendar, AlwaysOpen) else result.calendar
-    print(f"due {iso(result.due_at)}")
+    print(f"due {iso_utc(result.due_at)}")
     print(f"local {_local(result.due_at, shown.tz)}  [target calendar {result.calendar.name}]")
     print(f"target {args.severity} {args.metric}: {result.kind} {result.target_seconds}s")
     return EXIT_OK
@@ -105,12 +106,12 @@ def explain(args: argparse.Namespace, config: Config) -> int:
             if clock.stopped_at:
                 print(f"    stopped    {_local(clock.stopped_at, tz)}  outcome {clock.outcome}")
             if clock.breach_nominal_at:
-                print(f"    breach     nominal {iso(clock.breach_nominal_at)}, "
-                      f"recorded {iso(clock.breach_recorded_at)}")
+                print(f"    breach     nominal {iso_utc(clock.breach_nominal_at)}, "
+                      f"recorded {iso_utc(clock.breach_recorded_at)}")
             for line in clock.why:
                 print(f"    why        {line}")
         for event in store.sla_events(tracker, item_id):
-            print(f"  event {iso(event.recorded_at)} {event.metric} c{event.cycle} {event.kind} {event.threshold}")
+            print(f"  event {iso_utc(event.recorded_at)} {event.metric} c{event.cycle} {event.kind} {event.threshold}")
         return EXIT_OK
     except PolicyInputError as error:
         print(f"ticketbridge sla explain: {error}", file=sys.stderr)

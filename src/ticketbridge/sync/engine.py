@@ -119,8 +119,10 @@ class Engine:
             stats.sla.merge(self.sla.settle())
 
     def seconds_to_next_timer(self) -> float | None:
-        wake = self.sla.next_wake() if self.sla is not None else None
-        return None if wake is None else (wake - self.sla.now()).total_seconds()  # type: ignore[union-attr]
+        if self.sla is None:
+            return None
+        wake = self.sla.next_wake()
+        return None if wake is None else (wake - self.sla.now()).total_seconds()
 
     def run_forever(self, stop: threading.Event, intervals: Mapping[str, float],
                     on_pass: Callable[[PassStats], None] | None = None) -> None:

@@ -9,10 +9,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 Side = Literal["left", "right"]
+
+
+def iso_utc(moment: datetime | None) -> str:
+    """An instant as the trackers and the store write it: ISO 8601 UTC to the second ("" for none)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else ""
 
 
 def other(side: Side) -> Side:

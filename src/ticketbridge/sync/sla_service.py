@@ -18,7 +18,7 @@ import structlog
 
 from ..connectors.base import Connector
 from ..connectors.errors import AuthError, TrackerError
-from .model import Item, Update
+from .model import Item, Update, iso_utc
 from .policy.history import MANAGED_TAGS, history_event, observe
 from .policy.policy import Policy
 from .policy.sla import TicketSla, compute_clocks
@@ -34,31 +34,16 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def iso(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else ""
-
-
 @dataclass
 class SlaStats:
     warnings: list[str] = field(default_factory=list)
     breaches: list[str] = field(default_factory=list)
     fields_written: int = 0
-    evaluated: int = 0
 
     def merge(self, other: SlaStats) -> None:
         self.warnings += other.warnings
         self.breaches += other.breaches
         self.fields_written += other.fields_written
-        self.evaluated += other.evaluated
-
-
-@dataclass(frozen=True)
-class LinkedTarget:
-    """Where a desk ticket's SLA fields go besides the ticket itself."""
-
-    flow: str
-    connector: Connector
-    tracker_type: str
 
 
 class SlaService:
@@ -122,7 +107,7 @@ class SlaService:
 
     def evaluate(self, tracker: str, item_id: str, now: datetime | None = None) -> SlaStats:
         now = now or self.now()
-        stats = SlaStats(evaluated=1)
+        stats = SlaStats()
         ticket = self.store.sla_ticket(tracker, item_id)
         if ticket is None:
             return stats
@@ -130,16 +115,18 @@ class SlaService:
         for event in sla.events:
             alarm = event.kind in ("warning", "breach")
             # Deadline and policy changes may recur with the same label: their time tells them apart.
-            threshold = event.threshold if alarm else f"{event.threshold}@{iso(event.recorded_at)}"
+            threshold = event.threshold if alarm else f"{event.threshold}@{iso_utc(event.recorded_at)}"
             # An alarm is recorded when it is seen: never back-dated, even after downtime.
             recorded = max(event.recorded_at, now) if alarm else event.recorded_at
-            if not self.store.record_sla_event(
-                    tracker, item_id, event.metric, event.cycle, event.kind, threshold, event.nominal_at, recorded,
-                    {"severity": sla.severity, "policy": sla.policy_id, "nominal_recorded_at": iso(event.recorded_at)}):
+            detail = {"severity": sla.severity, "policy": sla.policy_id,
+                      "nominal_recorded_at": iso_utc(event.recorded_at)}
+            if not self.store.record_sla_event(tracker, item_id, event.metric, event.cycle, event.kind, threshold,
+                                               event.nominal_at, recorded, detail):
                 continue  # emitted before
             log.info(f"sla.{event.kind}", ticket=ticket.item_key, metric=event.metric, cycle=event.cycle,
-                     threshold=threshold, nominal_at=iso(event.nominal_at), severity=sla.severity)
-            line = f"{ticket.item_key} {event.metric} {event.kind} {threshold} (nominally at {iso(event.nominal_at)})"
+                     threshold=threshold, nominal_at=iso_utc(event.nominal_at), severity=sla.severity)
+            nominal = iso_utc(event.nominal_at)
+            line = f"{ticket.item_key} {event.metric} {event.kind} {threshold} (nominally at {nominal})"
             if event.kind == "breach":
                 stats.breaches.append(line)
             elif event.kind == "warning":
@@ -199,7 +186,7 @@ def sla_values(sla: TicketSla) -> dict[str, str | None]:
     values: dict[str, str | None] = {"severity": sla.severity, "state": sla_state(sla)}
     for metric in dict.fromkeys(c.metric for c in sla.clocks):
         clock = sla.clock(metric)
-        values[f"{metric}_due"] = iso(clock.due_at) if clock is not None and clock.status == "running" else None
+        values[f"{metric}_due"] = iso_utc(clock.due_at) if clock is not None and clock.status == "running" else None
     return values
 
 
@@ -229,8 +216,8 @@ def summarize(sla: TicketSla, policy_version: str) -> dict[str, Any]:
         "clocks": [{
             "metric": c.metric, "cycle": c.cycle, "status": c.status, "breached": c.breached,
             "target_seconds": c.target_seconds, "target_kind": c.target_kind, "calendar": c.calendar,
-            "started_at": iso(c.started_at), "stopped_at": iso(c.stopped_at), "due_at": iso(c.due_at),
+            "started_at": iso_utc(c.started_at), "stopped_at": iso_utc(c.stopped_at), "due_at": iso_utc(c.due_at),
             "consumed": c.consumed, "remaining": c.remaining, "outcome": c.outcome,
-            "breach_nominal_at": iso(c.breach_nominal_at),
+            "breach_nominal_at": iso_utc(c.breach_nominal_at),
         } for c in sla.clocks],
     }

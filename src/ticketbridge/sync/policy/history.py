@@ -12,17 +12,13 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..model import Item
+from ..model import Item, iso_utc
 from ..store import TicketEvent
 from .policy import Policy
 from .sla import HistoryEvent
 
 # Tags that ticketbridge itself sets: never history, or our own writes would look like changes.
 MANAGED_TAGS = frozenset({"sla_warning", "sla_breached", "sla_paused", "needs_triage"})
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _created_at(item: Item) -> datetime:
@@ -41,7 +37,7 @@ def observe(policy: Policy, item: Item, previous: Mapping[str, Any] | None,
     ratchet refuses a lowering that did not come from support.
     """
     at = item.updated_at
-    stamp = _iso(at)
+    stamp = iso_utc(at)
     text = f"{item.fields.get('subject') or ''}\n{item.fields.get('description') or ''}"
     derived = policy.derive_severity(item.fields, text)
     observed: dict[str, Any] = {
@@ -57,10 +53,10 @@ def observe(policy: Policy, item: Item, previous: Mapping[str, Any] | None,
         # First sight: the ticket was created as it is now, except that a status other than
         # "new" was reached at the last update (the best the snapshot tells).
         events.append(TicketEvent(ref="created", at=created, kind="created", value="new", source="zendesk"))
-        events.append(TicketEvent(ref=f"severity:{_iso(created)}:{derived.level}", at=created, kind="severity",
+        events.append(TicketEvent(ref=f"severity:{iso_utc(created)}:{derived.level}", at=created, kind="severity",
                                   value=severity_value(derived.level, derived.flags), source="derived"))
         if observed["tags"]:
-            events.append(TicketEvent(ref=f"tags:{_iso(created)}", at=created, kind="tags",
+            events.append(TicketEvent(ref=f"tags:{iso_utc(created)}", at=created, kind="tags",
                                       value=observed["tags"], source="zendesk"))
         for name, value in observed["fields"].items():
             if value not in (None, "", False):

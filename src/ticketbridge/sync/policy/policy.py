@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..durations import parse_duration
+from ..model import iso_utc
 from ..yamlsource import (
     ConfigError,
     PathT,
@@ -554,22 +555,18 @@ class Policy:
         for number, (begin, end) in enumerate(pauses, 1):
             begin, end = _aware(begin, f"pause {number} start"), _aware(end, f"pause {number} end")
             if end <= begin:
-                raise PolicyInputError(f"pause {number} ends at {_iso(end)}, not after its start {_iso(begin)}")
+                raise PolicyInputError(f"pause {number} ends at {iso_utc(end)}, not after its start {iso_utc(begin)}")
             if begin < resume:
                 after = "the start" if number == 1 else f"the end of pause {number - 1}"
-                raise PolicyInputError(f"pause {number} starts at {_iso(begin)}, before {after} ({_iso(resume)}); "
-                                       "give pauses in order, without overlaps")
+                raise PolicyInputError(f"pause {number} starts at {iso_utc(begin)}, before {after} "
+                                       f"({iso_utc(resume)}); give pauses in order, without overlaps")
             due_at = calendar.advance(resume, left)
             if begin >= due_at:
-                raise PolicyInputError(f"pause {number} starts at {_iso(begin)}, not before the due instant "
-                                       f"{_iso(due_at)}; a pause must start in [start, due)")
+                raise PolicyInputError(f"pause {number} starts at {iso_utc(begin)}, not before the due instant "
+                                       f"{iso_utc(due_at)}; a pause must start in [start, due)")
             left -= calendar.open_seconds(resume, begin)
             resume = end
         return Due(calendar.advance(resume, left).astimezone(UTC), calendar, target.seconds, target.kind)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _aware(moment: datetime, what: str) -> datetime:
