@@ -17,16 +17,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, logs
 from .connectors import build_connector
 from .connectors.errors import AuthError, Retryable, TrackerError
 from .connectors.http import RetryPolicy
+from .connectors.pagerduty.client import PagerDutyClient
 from .sync.config import Config, ConfigError, MissingSecret, load_config, validate
 from .sync.engine import Engine, Flow, PassStats
+from .sync.escalation_service import EscalationService
 from .sync.sla_service import SlaService, utc_now
 from .sync.store import Store
+
+if TYPE_CHECKING:
+    from .sync.scrubbing import Scrubber
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_AUTH, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 
@@ -49,18 +54,25 @@ class Runtime:
     store: Store
     flows: list[Flow]
     sla: SlaService | None
+    escalation: EscalationService | None = None
 
     def engine(self, *, dry_run: bool = False) -> Engine:
-        return Engine(self.store, self.flows, dry_run=dry_run, sla=self.sla)
+        return Engine(self.store, self.flows, dry_run=dry_run, sla=self.sla, escalation=self.escalation)
 
 
-def redactor(config: Config) -> Callable[[str], str]:
-    """The text scrubber of flows that say `redact: true`: the policy's `redaction:` rules, or
-    every kind of personal data when there is no policy."""
-    from .sync.policy.redact import RedactionRules, redact
+def redactor(config: Config, env: Mapping[str, str] | None = None) -> Scrubber:
+    """The scrubber of flows that say `redact: true`: the policy's `redaction:` rules (every kind
+    of personal data when there is no policy), bound per ticket to its requester and CC'd people.
+    The HMAC key of `hashed_fields` comes from the environment variable the rules name."""
+    from .sync.policy.redact import RedactionKeyError
+    from .sync.scrubbing import Scrubber
 
-    rules = RedactionRules.from_data(config.policy.redaction) if config.policy else RedactionRules()
-    return lambda text: redact(text, rules).text
+    try:
+        return Scrubber.from_policy(config.policy.redaction if config.policy else None,
+                                    os.environ if env is None else env)
+    except RedactionKeyError:
+        rules = config.policy.redaction if config.policy else {}
+        raise MissingSecret("redaction", str(rules.get("hash_key_env", "TICKETBRIDGE_REDACTION_KEY"))) from None
 
 
 def open_runtime(config: Config, env: Mapping[str, str], *, check: bool = True,
@@ -71,16 +83,24 @@ def open_runtime(config: Config, env: Mapping[str, str], *, check: bool = True,
     if check:
         for connector in connectors.values():
             connector.check()
-    scrub = redactor(config)
+    scrub = redactor(config, env)
     flows = [Flow(flow.mapping, connectors[flow.mapping.left], connectors[flow.mapping.right],
                   scrub if flow.mapping.redact else None)
              for flow in config.flows]
     store = Store.open(config.store_url)
-    sla = None
+    sla = escalation = None
     if config.policy is not None:
-        sla = SlaService(store, config.policy, connectors, {n: t.type for n, t in config.trackers.items()},
-                         [(f.name, f.left.name, f.right.name) for f in flows], now=now or utc_now)
-    return Runtime(store, flows, sla)
+        types = {n: t.type for n, t in config.trackers.items()}
+        flow_trackers = [(f.name, f.left.name, f.right.name) for f in flows]
+        sla = SlaService(store, config.policy, connectors, types, flow_trackers, now=now or utc_now)
+        pager = None
+        if config.paging is not None:
+            pager = PagerDutyClient(config.paging.events_url, config.paging.routing_key(env),
+                                    retry=retry or RetryPolicy(attempts=5, max_delay=10))
+        escalation = EscalationService(store, config.policy, connectors, types, flow_trackers, pager=pager,
+                                       page_source=config.paging.source if config.paging else "ticketbridge",
+                                       now=now or utc_now)
+    return Runtime(store, flows, sla, escalation)
 
 
 def guarded(args: argparse.Namespace, action: Callable[[Config], int]) -> int:

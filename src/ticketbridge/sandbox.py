@@ -29,9 +29,26 @@ trackers:
     poll_interval: {poll_interval}
     statuses: [To Do, In Progress, In Review, Done]
     priorities: [Highest, High, Medium, Low, Lowest]
-flows:
+{github_tracker}flows:
   - name: zendesk-jira
     mapping: {mapping}
+{escalation}"""
+
+# What `escalation_mapping` adds: the GitHub tracker, the escalation flow, paging to the sandbox.
+GITHUB_TRACKER = """\
+  github:
+    type: github
+    base_url: {github}
+    auth: {{token_env: GITHUB_TOKEN}}
+    repos: [{repo}]
+    poll_interval: {poll_interval}
+"""
+ESCALATION_FLOW = """\
+  - name: zendesk-github
+    mapping: {mapping}
+paging:
+  events_url: {pagerduty}
+  routing_key_env: PAGERDUTY_ROUTING_KEY
 """
 
 # The env var names config.example.yaml reads, with the credentials the emulators accept.
@@ -67,10 +84,18 @@ class Sandbox:
         }
 
     def write_config(self, path: Path, *, store_url: str, mapping: Path, poll_interval: str = "5s",
-                     policy: Path | None = None) -> Path:
-        """A config file pointing at this sandbox (used by the demo and the end-to-end tests)."""
-        text = CONFIG_TEMPLATE.format(store_url=store_url, zendesk=self.zendesk.base_url,
-                                      jira=self.jira.base_url, mapping=mapping.resolve(), poll_interval=poll_interval)
+                     policy: Path | None = None, escalation_mapping: Path | None = None) -> Path:
+        """A config file pointing at this sandbox (used by the demo and the end-to-end tests).
+        `escalation_mapping` adds the GitHub tracker with that flow and paging to the sandbox's
+        PagerDuty endpoint."""
+        extra = {"github_tracker": "", "escalation": ""}
+        if escalation_mapping is not None:
+            values = {"mapping": escalation_mapping.resolve(), "github": self.github.base_url,
+                      "repo": f"{self.github.owner}/{self.github.repo_names[0]}",
+                      "pagerduty": self.pagerduty.base_url, "poll_interval": poll_interval}
+            extra = {"github_tracker": GITHUB_TRACKER.format(**values), "escalation": ESCALATION_FLOW.format(**values)}
+        text = CONFIG_TEMPLATE.format(store_url=store_url, zendesk=self.zendesk.base_url, jira=self.jira.base_url,
+                                      mapping=mapping.resolve(), poll_interval=poll_interval, **extra)
         if policy is not None:
             text += f"sla:\n  policy: {policy.resolve()}\n"
         path.write_text(text)

@@ -84,9 +84,9 @@ def test_recorded_export_pages_are_followed_until_end_of_stream() -> None:
     last = recorded("rest_incremental_tickets_cursor_end_of_stream.json")
     url = f"{BASE}/api/v2/incremental/tickets/cursor"
     responses.get(url, json=page, match=[matchers.query_param_matcher(
-        {"start_time": "0", "per_page": "1000"})])
+        {"start_time": "0", "per_page": "1000", "include": "users,organizations"})])
     responses.get(url, json=last, match=[matchers.query_param_matcher(
-        {"cursor": page["after_cursor"], "per_page": "1000"})])
+        {"cursor": page["after_cursor"], "per_page": "1000", "include": "users,organizations"})])
     pages = list(mocked().poll(None, {}))
     assert [p.cursor for p in pages] == [page["after_cursor"], last["after_cursor"]]
     assert [i.id for i in pages[0].items] == ["29"]

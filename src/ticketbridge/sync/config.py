@@ -1,4 +1,4 @@
-"""config.yaml: trackers, store, flows. Loaded once, validated with every mapping it names.
+"""config.yaml: trackers, store, flows, SLA policy, paging. Loaded once, validated with every file it names.
 
 Secrets never live in the file: a tracker names the environment variables that hold its email
 and token, and ``TrackerConfig.credentials`` reads them when a connector needs them.
@@ -18,7 +18,7 @@ from .policy.policy import Policy, check_policy
 from .yamlsource import ConfigError, Problem, SourceDoc, load_schema, read_yaml, schema_problems
 
 __all__ = [
-    "Config", "ConfigError", "FlowConfig", "MissingSecret", "Problem", "TrackerConfig",
+    "Config", "ConfigError", "FlowConfig", "MissingSecret", "PagingConfig", "Problem", "TrackerConfig",
     "load_config", "parse_duration", "resolve_store_url", "validate",
 ]
 
@@ -67,6 +67,25 @@ class FlowConfig:
 
 
 @dataclass(frozen=True)
+class PagingConfig:
+    """PagerDuty Events API v2 for escalation `page` actions; the routing key stays in the environment."""
+
+    events_url: str
+    routing_key_env: str
+    source: str = "ticketbridge"
+
+    def routing_key(self, env: Mapping[str, str] = os.environ) -> str:
+        """The integration key, read now; raises MissingSecret (naming the variable, never a value)."""
+        value = env.get(self.routing_key_env)
+        if not value:
+            raise MissingSecret("paging", self.routing_key_env)
+        return value
+
+
+DEFAULT_EVENTS_URL = "https://events.pagerduty.com"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     store_url: str
@@ -76,6 +95,7 @@ class Config:
     batch_size: int
     log_format: str
     policy: Policy | None = None
+    paging: PagingConfig | None = None
 
 
 def parse_duration(value: float | int | str) -> float:
@@ -165,7 +185,10 @@ def _check_config(path: Path, env: Mapping[str, str]) -> tuple[Config | None, li
             problems.append(doc.problem(("sla", "policy"), f"policy file '{data['sla']['policy']}' not found "
                                         f"(looked in {path.parent}); paths are relative to the config file"))
         else:
-            policy, policy_problems = check_policy(policy_path)
+            # Escalation actions name flows; they are checked against this config's flows, unless a
+            # mapping failed to load (its flow's name is then unknown, and the report would mislead).
+            names = None if mapping_problems else [f.name for f in flows]
+            policy, policy_problems = check_policy(policy_path, flows=names)
             problems += policy_problems
     if problems:
         return None, problems
@@ -178,7 +201,15 @@ def _check_config(path: Path, env: Mapping[str, str]) -> tuple[Config | None, li
         batch_size=sync.get("batch_size", 100),
         log_format=data.get("log", {}).get("format", "auto"),
         policy=policy,
+        paging=_paging(data.get("paging")),
     ), []
+
+
+def _paging(spec: Mapping[str, Any] | None) -> PagingConfig | None:
+    if spec is None:
+        return None
+    return PagingConfig(events_url=str(spec.get("events_url", DEFAULT_EVENTS_URL)).rstrip("/"),
+                        routing_key_env=spec["routing_key_env"], source=spec.get("source", "ticketbridge"))
 
 
 def _mapping_path(base_dir: Path, relative: str) -> Path:

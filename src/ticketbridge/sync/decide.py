@@ -31,9 +31,15 @@ from .model import (
 
 Direction = Literal["left_to_right", "right_to_left"]
 # Removes personal data from text leaving the desk (the left side) when the flow says `redact`.
+# The engine passes a `scrubbing.ItemScrub` (bound to the ticket's people, and with a
+# `field(name, value)` method that also hashes configured customer-id fields); any plain
+# text -> text function works too.
 Scrub = Callable[[str], str] | None
 SIDES: tuple[Side, Side] = ("left", "right")
 TRACKER_TITLES = {"zendesk": "Zendesk", "jira": "Jira", "github": "GitHub", "clickup": "ClickUp"}
+# Snapshot key counting the status notes of a link (not a field pair: pair names are plain words).
+# It makes each note's source ref unique and stable across a crash and replay.
+STATUS_NOTES = "@status_notes"
 
 
 def direction_from(side: Side) -> Direction:
@@ -80,8 +86,12 @@ def _carry(pair: FieldPair, value: Any, source_side: Side, source: Item, target:
             value = pair.values.lookup(value, direction_from(source_side))
         except UnmappedValue as error:
             raise _Halted(str(error)) from error
-    elif scrub is not None and source_side == "left" and isinstance(value, str):
-        value = scrub(value)
+    elif scrub is not None and source_side == "left":
+        by_field = getattr(scrub, "field", None)
+        if by_field is not None:
+            value = by_field(pair.left, value)  # hashes customer-id fields, scrubs text
+        elif isinstance(value, str):
+            value = scrub(value)
     if template_out and value is not None:
         value = render_template(template_out, str(value), key=source.key, id=source.id, url=source.url)
     return canon(value)
@@ -145,13 +155,27 @@ def _mirror_body(source: Item, comment: Comment) -> str:
 
 
 def decide_create(mapping: FlowMapping, source: Item, source_side: Side,
-                  target_transition_field: str | None, scrub: Scrub = None) -> Decision:
-    """Create the counterpart of an unlinked, selected item."""
+                  target_transition_field: str | None, scrub: Scrub = None, *,
+                  extra_fields: Mapping[str, Any] | None = None, appendix: str | None = None) -> Decision:
+    """Create the counterpart of an unlinked, selected item.
+
+    An escalation adds `extra_fields` (over the flow's fixed create fields; lists are joined)
+    and an `appendix`, a text block appended to the description inside its template.
+    """
     target_side = other(source_side)
     direction = direction_from(source_side)
     fixed = mapping.create_right if target_side == "right" else mapping.create_left
     fields: dict[str, Any] = dict(fixed)
     snapshot: dict[str, Any] = {}
+    for name, extra in (extra_fields or {}).items():
+        fields[name] = _merge_extra(fields.get(name), _scrub_extra(extra, source_side, scrub))
+    appendix_pair = None
+    if appendix:
+        appendix_pair = next((p for p in mapping.fields if p.flows(direction)
+                              and (p.left if source_side == "left" else p.right) == "description"), None)
+        if appendix_pair is None:
+            return Decision(halt=Halt(f"an escalation appendix needs a description field pair flowing "
+                                      f"{direction} in {mapping.path or mapping.name}"))
     try:
         for pair in mapping.fields:
             source_field = pair.left if source_side == "left" else pair.right
@@ -159,7 +183,10 @@ def decide_create(mapping: FlowMapping, source: Item, source_side: Side,
             value = canon(source.fields.get(source_field))
             if not pair.flows(direction):
                 continue
-            carried = _carry(pair, value, source_side, source, None, scrub)
+            sent = value
+            if pair is appendix_pair:
+                sent = canon(f"{value}\n\n{appendix}" if value else appendix)
+            carried = _carry(pair, sent, source_side, source, None, scrub)
             if carried is not None:
                 fields[target_field] = list(carried) if isinstance(carried, tuple) else carried
             sides = {source_side: json_value(value), target_side: json_value(carried)}
@@ -176,6 +203,24 @@ def decide_create(mapping: FlowMapping, source: Item, source_side: Side,
     return Decision(ops={source_side: (), target_side: tuple(ops)}, snapshot=snapshot)
 
 
+def _scrub_extra(value: Any, source_side: Side, scrub: Scrub) -> Any:
+    if scrub is None or source_side != "left":
+        return value
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, list | tuple):
+        return [scrub(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def _merge_extra(fixed: Any, extra: Any) -> Any:
+    """An escalation's extra field over the flow's fixed one: lists are joined (labels), anything
+    else replaces (issuetype)."""
+    if isinstance(fixed, list | tuple) and isinstance(extra, list | tuple):
+        return list(dict.fromkeys([*fixed, *extra]))
+    return list(extra) if isinstance(extra, tuple) else extra
+
+
 def decide_pair(mapping: FlowMapping, left: Item, right: Item, snapshot: Mapping[str, Any] | None,
                 mirrored: set[str], transition_fields: Mapping[Side, str | None], scrub: Scrub = None) -> Decision:
     """Sync one linked pair: push what changed on one side, resolve what changed on both."""
@@ -184,6 +229,7 @@ def decide_pair(mapping: FlowMapping, left: Item, right: Item, snapshot: Mapping
     new_snapshot: dict[str, Any] = {}
     conflicts: list[Conflict] = []
     snapshot = snapshot or {}
+    status_changed = False
     try:
         for pair in mapping.fields:
             current = {"left": canon(left.fields.get(pair.left)), "right": canon(right.fields.get(pair.right))}
@@ -201,6 +247,8 @@ def decide_pair(mapping: FlowMapping, left: Item, right: Item, snapshot: Mapping
             new_snapshot[pair.name] = [json_value(current["left"]), json_value(current["right"])]
             if winner is None:
                 continue
+            if winner == "right" and pair.name in snapshot and _is_status(pair):
+                status_changed = True
             loser = other(winner)
             carried = _carry(pair, current[winner], winner, items[winner], items[loser], scrub)
             if carried != current[loser]:
@@ -218,8 +266,89 @@ def decide_pair(mapping: FlowMapping, left: Item, right: Item, snapshot: Mapping
         comments, found = comment_ops(mapping, items[side], side, items[other(side)], mirrored, scrub)
         ops[other(side)].extend(comments)
         adopted.extend(found)
+    _status_note(mapping, left, right, snapshot, new_snapshot, status_changed, ops["left"], adopted)
     return Decision(ops={s: tuple(v) for s, v in ops.items()}, snapshot=new_snapshot,
                     conflicts=tuple(conflicts), adopted_comments=tuple(adopted))
+
+
+def decide_follower(mapping: FlowMapping, left: Item, right: Item, snapshot: Mapping[str, Any] | None,
+                    mirrored: set[str], left_transition_field: str | None = None) -> Decision:
+    """Sync a follower link: a ticket attached to an engineering item it did not create.
+
+    Only engineering -> desk travels: pairs flowing right_to_left (or both) carry the right value
+    when it changed since the snapshot (or, without history, whenever it has one), and the right
+    item's comments come back as the flow says. Nothing is ever written to the right item, so
+    several tickets following one issue never fight over its title or description.
+    """
+    writes: dict[str, Any] = {}
+    new_snapshot: dict[str, Any] = {}
+    snapshot = snapshot or {}
+    status_changed = False
+    try:
+        for pair in mapping.fields:
+            if not pair.flows("right_to_left"):
+                continue
+            current_left, current_right = canon(left.fields.get(pair.left)), canon(right.fields.get(pair.right))
+            new_snapshot[pair.name] = [json_value(current_left), json_value(current_right)]
+            if pair.name in snapshot:
+                if current_right == canon(snapshot[pair.name][1]):
+                    continue  # the ticket's own value stays: a follower never pushes it anywhere
+                status_changed = status_changed or _is_status(pair)
+            elif current_right is None:
+                continue
+            carried = _carry(pair, current_right, "right", right, left)
+            if carried != current_left:
+                writes[pair.left] = list(carried) if isinstance(carried, tuple) else carried
+            new_snapshot[pair.name] = [json_value(carried), json_value(current_right)]
+    except _Halted as halted:
+        return Decision(halt=Halt(halted.reason))
+    ops = _field_ops(writes, left_transition_field)
+    comments, adopted = comment_ops(mapping, right, "right", left, mirrored)
+    ops.extend(comments)
+    adopted_all = list(adopted)
+    _status_note(mapping, left, right, snapshot, new_snapshot, status_changed, ops, adopted_all)
+    return Decision(ops={"left": tuple(ops), "right": ()}, snapshot=new_snapshot,
+                    adopted_comments=tuple(adopted_all))
+
+
+def _is_status(pair: FieldPair) -> bool:
+    """The pair carrying the desk ticket's status (the one status notes are about)."""
+    return pair.left == "status"
+
+
+def status_note_text(mapping: FlowMapping, right: Item) -> str:
+    """e.g. "GitHub issue acme/app#12 is now closed (completed)"."""
+    pair = next((p for p in mapping.fields if _is_status(p)), None)
+    value = right.fields.get(pair.right) if pair else None
+    reason = right.fields.get("state_reason")  # GitHub says why an issue closed or reopened
+    kind = "issue" if right.tracker != "clickup" else "task"
+    text = f"{_tracker_title(right.tracker)} {kind} {right.key} is now {value}"
+    return f"{text} ({str(reason).replace('_', ' ')})" if reason else text
+
+
+def _status_note(mapping: FlowMapping, left: Item, right: Item, snapshot: Mapping[str, Any],
+                 new_snapshot: dict[str, Any], changed: bool, left_ops: list[Operation],
+                 adopted: list[tuple[str, str]]) -> None:
+    """One note on the ticket per status change coming from the right, when the flow asks for it.
+
+    The note's source ref counts the link's notes (kept in the snapshot), so it is the same when a
+    crash between posting and committing makes the pass run again: the posted note is then found
+    by its marker on the ticket and adopted, never posted twice. The marker also keeps it from
+    being mirrored back and from counting as an agent's reply.
+    """
+    count = int(snapshot.get(STATUS_NOTES, 0) or 0)
+    if count:
+        new_snapshot[STATUS_NOTES] = count
+    if not (changed and mapping.comments.status_note):
+        return
+    ref = f"{right.tracker}:{right.id}/status/{count + 1}"
+    new_snapshot[STATUS_NOTES] = count + 1
+    posted = {c.mirrored_from: c.id for c in (left.comments or ()) if c.mirrored_from}
+    if ref in posted:
+        adopted.append((ref, f"{left.tracker}:{posted[ref]}"))
+        return
+    body = with_comment_marker(status_note_text(mapping, right), ref)
+    left_ops.append(AddComment(body, mapping.comments.to_left_public, ref))
 
 
 def _winner(pair: FieldPair, changed: Mapping[str, bool], current: Mapping[str, Any],

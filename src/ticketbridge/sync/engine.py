@@ -5,6 +5,12 @@ functions of `decide`, pushes through the connectors and commits each item in on
 transaction. A cursor advances only after every item of its page is committed or recorded as a
 failure, so a crash at any point replays work instead of losing it; snapshots make the replay
 harmless, and the creation intent + marker search make it duplicate-free.
+
+Links are many-to-many (see store.py): processing an item syncs it with every item it is linked
+to. A primary link syncs both ways; a follower link (a ticket attached to an existing engineering
+item) only carries engineering -> desk. The escalation service enters through `Engine.escalate`
+(create the engineering counterpart now, whatever the flow's create mode) and `Engine.attach`
+(follow an existing engineering item), and runs its own timers through the `escalation` hook.
 """
 
 from __future__ import annotations
@@ -13,17 +19,31 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import structlog
 
 from ..connectors.base import Connector
 from ..connectors.errors import AuthError, NotFound, TrackerError
-from .decide import SIDES, Scrub, decide_create, decide_pair, field_names
+from .decide import SIDES, TRACKER_TITLES, Scrub, decide_create, decide_follower, decide_pair, field_names
 from .mapping import FlowMapping
-from .model import AddComment, Create, Decision, Item, Operation, PushResult, Side, Transition, Update, other
+from .model import (
+    AddComment,
+    Create,
+    Decision,
+    Item,
+    Operation,
+    PushResult,
+    Side,
+    Transition,
+    Update,
+    other,
+    with_comment_marker,
+)
+from .scrubbing import Scrubber
 from .sla_service import SlaService, SlaStats
-from .store import ItemCommit, Link, Store
+from .store import FOLLOWER, ItemCommit, Link, Store
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +53,7 @@ class Flow:
     mapping: FlowMapping
     left: Connector
     right: Connector
-    scrub: Scrub = None  # set when the mapping says `redact: true`
+    scrub: Scrubber | None = None  # set when the mapping says `redact: true`
 
     @property
     def name(self) -> str:
@@ -46,7 +66,12 @@ class Flow:
         return self.mapping.select_left if side == "left" else self.mapping.select_right
 
     def creates_from(self, side: Side) -> bool:
+        """Whether the sync pass creates counterparts of new items on `side` by itself."""
         return self.mapping.create_left_to_right if side == "left" else self.mapping.create_right_to_left
+
+    def scrub_for(self, desk_item: Item) -> Scrub:
+        """The scrubber for text leaving `desk_item`, knowing the people on it (None: no redaction)."""
+        return self.scrub.for_item(desk_item) if self.scrub is not None else None
 
 
 @dataclass(frozen=True)
@@ -60,6 +85,27 @@ class Planned:
     counterpart: str | None
 
 
+@dataclass(frozen=True)
+class Escalated:
+    """What `Engine.escalate` did."""
+
+    link: Link | None  # None when blocked
+    created: bool  # False when the counterpart already existed (link, intent+marker search)
+    blocked: str | None = None  # why nothing was created (e.g. "pii_detected: phone, email"), never the PII
+
+
+class EscalationRunner(Protocol):
+    """The escalation service as the engine drives it: due steps run after each pass."""
+
+    def run(self, engine: Engine) -> list[str]:
+        """Run what is due; lines describing the actions taken."""
+        ...
+
+    def next_wake(self) -> datetime | None:
+        """When something falls due next (None: nothing scheduled)."""
+        ...
+
+
 @dataclass
 class PassStats:
     items_seen: int = 0
@@ -71,6 +117,7 @@ class PassStats:
     halts: list[str] = field(default_factory=list)
     planned: list[Planned] = field(default_factory=list)
     sla: SlaStats = field(default_factory=SlaStats)
+    escalations: list[str] = field(default_factory=list)  # actions of the escalation runner
 
     @property
     def writes(self) -> int:
@@ -87,6 +134,7 @@ class PassStats:
         self.halts.extend(other_stats.halts)
         self.planned.extend(other_stats.planned)
         self.sla.merge(other_stats.sla)
+        self.escalations.extend(other_stats.escalations)
 
 
 def _direction(target_side: Side) -> str:
@@ -95,12 +143,14 @@ def _direction(target_side: Side) -> str:
 
 class Engine:
     def __init__(self, store: Store, flows: Iterable[Flow], *, dry_run: bool = False,
-                 sla: SlaService | None = None) -> None:
+                 sla: SlaService | None = None, escalation: EscalationRunner | None = None) -> None:
         self.store = store
         self.flows = list(flows)
         self.dry_run = dry_run
-        # SLA clocks change nothing in a dry run: they would write due dates and record breaches.
+        # SLA clocks and escalations change nothing in a dry run: they would write due dates,
+        # record breaches, create issues.
         self.sla = None if dry_run else sla
+        self.escalation = None if dry_run else escalation
 
     # -- public ----------------------------------------------------------------------------
     def sync_once(self) -> PassStats:
@@ -108,6 +158,7 @@ class Engine:
         for flow in self.flows:
             total.merge(self.sync_flow(flow))
         self.settle_sla(total)
+        self.run_escalations(total)
         return total
 
     def sync_flow(self, flow: Flow) -> PassStats:
@@ -118,11 +169,56 @@ class Engine:
         if self.sla is not None:
             stats.sla.merge(self.sla.settle())
 
+    def run_escalations(self, stats: PassStats) -> None:
+        """Let the escalation service act on what this pass (and its timers) made due."""
+        if self.escalation is None:
+            return
+        try:
+            stats.escalations.extend(self.escalation.run(self))
+        except AuthError:
+            raise
+        except TrackerError as error:  # a tracker down: the service retries on its next run
+            log.error("engine.escalations_failed", error=str(error))
+            stats.failures.append(f"escalations: {error}")
+
+    def escalate(self, flow: str, ticket_id: str, *, extra_fields: Mapping[str, Any] | None = None,
+                 appendix: str | None = None) -> Escalated:
+        """Create (or find) the engineering counterpart of desk ticket `ticket_id` through `flow`
+        now, whatever the flow's create mode, idempotently.
+
+        An existing primary link is returned; after a crash or a timeout (a creation intent is
+        recorded) the counterpart is searched by its marker and adopted; otherwise it is created
+        with the flow's create fields plus `extra_fields`, and `appendix` appended to the
+        description, both scrubbed like everything else on a redact flow. A post-scan that still
+        finds personal data blocks the creation (`blocked` says which kinds). A tracker error is
+        recorded as the ticket's failure and raised, so the caller retries.
+        """
+        return _FlowPass(self.store, self._flow(flow), self.dry_run, self.sla).escalate(
+            ticket_id, extra_fields, appendix)
+
+    def attach(self, flow: str, ticket_id: str, issue_ref: str) -> Link:
+        """Attach desk ticket `ticket_id` as a follower of the existing engineering item
+        `issue_ref` (its key: "acme/app#12", "ENG-5"), then sync that pair once. Idempotent: an
+        existing link between the two (of either role) is synced and returned."""
+        if self.dry_run:
+            raise RuntimeError("attach writes a link; it cannot run in a dry run")
+        return _FlowPass(self.store, self._flow(flow), self.dry_run, self.sla).attach(ticket_id, issue_ref)
+
+    def _flow(self, name: str) -> Flow:
+        for flow in self.flows:
+            if flow.name == name:
+                return flow
+        raise ValueError(f"no flow named {name!r}; flows: {', '.join(f.name for f in self.flows) or '(none)'}")
+
+    def _now(self) -> datetime:
+        return self.sla.now() if self.sla is not None else datetime.now(UTC)
+
     def seconds_to_next_timer(self) -> float | None:
-        if self.sla is None:
-            return None
-        wake = self.sla.next_wake()
-        return None if wake is None else (wake - self.sla.now()).total_seconds()
+        """Until the next SLA instant or escalation step falls due (None: nothing scheduled)."""
+        wakes = [self.sla.next_wake() if self.sla is not None else None,
+                 self.escalation.next_wake() if self.escalation is not None else None]
+        due = [wake for wake in wakes if wake is not None]
+        return None if not due else (min(due) - self._now()).total_seconds()
 
     def run_forever(self, stop: threading.Event, intervals: Mapping[str, float],
                     on_pass: Callable[[PassStats], None] | None = None) -> None:
@@ -147,12 +243,13 @@ class Engine:
                 due[flow.name] = time.monotonic() + interval
             timers = PassStats()
             self.settle_sla(timers)  # warnings and breaches fall due between polls too
-            if on_pass and (timers.sla.warnings or timers.sla.breaches):
+            self.run_escalations(timers)  # and escalation steps (delays, SLA-triggered rules)
+            if on_pass and (timers.sla.warnings or timers.sla.breaches or timers.escalations):
                 on_pass(timers)
             wait = min(due.values()) - time.monotonic()
             timer = self.seconds_to_next_timer()
             if timer is not None:
-                wait = min(wait, timer)  # sleep until the next SLA instant, not a fixed tick
+                wait = min(wait, timer)  # sleep until the next timer instant, not a fixed tick
             stop.wait(max(wait, 0.05))
 
 
@@ -166,7 +263,10 @@ class _FlowPass:
         self.sla = sla
         self.stats = PassStats()
         self.polled: dict[Side, dict[str, Item]] = {"left": {}, "right": {}}
-        self.done: dict[Side, set[str]] = {"left": set(), "right": set()}
+        # Items with their comments, read at most once per pass; dropped when we write to them.
+        self.loaded: dict[Side, dict[str, Item]] = {"left": {}, "right": {}}
+        self.done: dict[Side, set[str]] = {"left": set(), "right": set()}  # items processed
+        self.done_links: set[int] = set()  # pairs synced (an issue is reached from each ticket)
         self.transition_fields: dict[Side, str | None] = {
             side: flow.connector(side).transition_field for side in SIDES}
         self.failed_ids = {f.item_id for f in store.failures(flow=flow.name)}
@@ -185,9 +285,10 @@ class _FlowPass:
                 self._process("left", item)
             if page.cursor is not None and not self.dry_run:
                 self.store.set_cursor(flow.left.name, left_scope, page.cursor)
+        # Every changed engineering item, also those already synced with one ticket above: it
+        # may be linked from other tickets too (duplicates reported by several customers).
         for item in list(self.polled["right"].values()):
-            if item.id not in self.done["right"]:
-                self._process("right", item)
+            self._process("right", item)
         if right_cursor is not None and not self.dry_run:
             self.store.set_cursor(flow.right.name, flow.name, right_cursor)
         log.info("engine.pass_done", flow=flow.name, items=self.stats.items_seen, writes=self.stats.writes,
@@ -231,57 +332,103 @@ class _FlowPass:
         if item.id in self.done[side]:
             return
         self.done[side].add(item.id)
+        links = self.store.links_for(self.flow.name, side, item.id)
+        pending = [link for link in links if link.id not in self.done_links]
+        if links and not pending:
+            return  # every pair of this item was synced from its other side in this pass
         self.stats.items_seen += 1
         connector = self.flow.connector(side)
-        try:
-            link = self.store.link_for(self.flow.name, side, item.id)
-            if link is not None:
+        if not links:
+            try:
+                if item.marker is None and connector.selected(item, self.flow.select(side)) \
+                        and self.flow.creates_from(side):
+                    self._create(side, item)
+                elif self.store.has_intent(self.flow.name, side, item.id):
+                    # A creation this flow's pass does not make by itself (an escalation) was
+                    # interrupted: adopt the counterpart if it was made, never create it here.
+                    self._create(side, item, adopt_only=True)
+                # An unlinked item carrying our marker is a counterpart whose link commit was lost;
+                # the processing of its source adopts it. It never seeds a creation of its own.
+            except AuthError:
+                raise
+            except TrackerError as error:
+                self._fail(side, item, error)
+            return
+        for link in pending:
+            try:
                 self._sync_linked(side, item, link)
-            elif item.marker is None and connector.selected(item, self.flow.select(side)) \
-                    and self.flow.creates_from(side):
-                self._create(side, item)
-            # An unlinked item carrying our marker is a counterpart whose link commit was lost;
-            # the processing of its source adopts it. It never seeds a creation of its own.
-        except AuthError:
-            raise
-        except TrackerError as error:
-            self._fail(side, item, error)
+            except AuthError:
+                raise
+            except TrackerError as error:  # one broken pair does not stop the item's other pairs
+                self._fail(side, item, error)
+
+    def _load(self, side: Side, item: Item) -> Item:
+        """`item` with its comments, read once per pass."""
+        cached = self.loaded[side].get(item.id)
+        if cached is None:
+            cached = self.loaded[side][item.id] = self.flow.connector(side).with_comments(item)
+        return cached
 
     def _counterpart(self, side: Side, item_id: str) -> Item:
-        self.done[side].add(item_id)
-        connector = self.flow.connector(side)
-        cached = self.polled[side].get(item_id)
-        return connector.with_comments(cached) if cached is not None else connector.fetch(item_id)
+        cached = self.loaded[side].get(item_id)
+        if cached is not None:
+            return cached
+        polled = self.polled[side].get(item_id)
+        if polled is not None:
+            return self._load(side, polled)
+        fetched = self.loaded[side][item_id] = self.flow.connector(side).fetch(item_id)
+        return fetched
+
+    def _forget(self, side: Side, item_id: str) -> None:
+        """We wrote to the item: a later pair of this pass reads it afresh (people included)."""
+        self.polled[side].pop(item_id, None)
+        self.loaded[side].pop(item_id, None)
 
     def _sync_linked(self, side: Side, item: Item, link: Link) -> None:
         connector = self.flow.connector(side)
         if getattr(connector, "dedupe_versions", False) and link.version_on(side) == item.version \
                 and item.id not in self.failed_ids:
+            self.done_links.add(link.id)
             return  # the look-back window re-delivered a version we already processed
-        item = connector.with_comments(item)
+        item = self._load(side, item)
         counterpart = self._counterpart(other(side), link.id_on(other(side)))
         items = {side: item, other(side): counterpart}
         self._apply_pair(items["left"], items["right"], link)
 
     def _apply_pair(self, left: Item, right: Item, link: Link | None,
-                    intent: tuple[Side, str] | None = None) -> None:
+                    intent: tuple[Side, str] | None = None) -> tuple[Link | None, str | None]:
+        """Decide, push and commit one pair. (the link, or None; why it was blocked, or None)."""
+        if link is not None:
+            self.done_links.add(link.id)
         mirrored = self.store.mirrored_refs(self.flow.name, link.id) if link else set()
-        decision = decide_pair(self.flow.mapping, left, right, link.snapshot if link else None,
-                               mirrored, self.transition_fields, self.flow.scrub)
+        scrub = self.flow.scrub_for(left)
+        if link is not None and not link.primary:
+            decision = decide_follower(self.flow.mapping, left, right, link.snapshot, mirrored,
+                                       self.transition_fields["left"])
+        else:
+            decision = decide_pair(self.flow.mapping, left, right, link.snapshot if link else None,
+                                   mirrored, self.transition_fields, scrub)
         self._record_plan("left", left, decision, right.key)
         if decision.halt:
             self._halt(left, decision.halt.reason)
-            return
+            return None, decision.halt.reason
         if self.dry_run:
-            return
+            return link, None
+        blocked = self._post_scan(left, decision.ops["right"], scrub)
+        if blocked:
+            return None, blocked
         results = {side: self._push(side, {"left": left, "right": right}[side].id, decision.ops[side])
                    for side in SIDES if decision.ops[side]}
-        self._commit(left, right, decision, results, intent=intent)
+        committed = self._commit(left, right, decision, results, intent=intent,
+                                 role=link.role if link else None)
+        return committed, None
 
-    def _create(self, side: Side, item: Item) -> None:
+    def _create(self, side: Side, item: Item, *, adopt_only: bool = False,
+                extra_fields: Mapping[str, Any] | None = None,
+                appendix: str | None = None) -> Escalated:
         flow = self.flow
         target = other(side)
-        item = flow.connector(side).with_comments(item)
+        item = self._load(side, item)
         marker = f"{item.tracker}:{item.id}"
         if self.store.has_intent(flow.name, side, item.id):
             # A previous attempt may have created the counterpart before crashing: look first.
@@ -290,26 +437,125 @@ class _FlowPass:
                 log.info("engine.create_adopted", flow=flow.name, source=item.key, target=existing.key)
                 existing = flow.connector(target).with_comments(existing)
                 pair = {side: item, target: existing}
-                self._apply_pair(pair["left"], pair["right"], None, intent=(side, item.id))
-                return
-        decision = decide_create(flow.mapping, item, side, self.transition_fields[target], flow.scrub)
+                link, blocked = self._apply_pair(pair["left"], pair["right"], None, intent=(side, item.id))
+                return Escalated(link, False, blocked)
+        if adopt_only:
+            return Escalated(None, False, "not created: only an escalation creates in this flow")
+        scrub = flow.scrub_for(item) if side == "left" else None
+        decision = decide_create(flow.mapping, item, side, self.transition_fields[target], scrub,
+                                 extra_fields=extra_fields, appendix=appendix)
         self._record_plan(side, item, decision, None)
         if decision.halt:
             self._halt(item, decision.halt.reason)
-            return
+            return Escalated(None, False, decision.halt.reason)
         if self.dry_run:
-            return
+            return Escalated(None, False, "dry run")
+        if side == "left":
+            blocked = self._post_scan(item, decision.ops[target], scrub)
+            if blocked:
+                return Escalated(None, False, blocked)
         self.store.record_intent(flow.name, side, item.id, item.key)
         result = self._push(target, None, decision.ops[target])
         created = result.item or Item(tracker=flow.connector(target).name, id=result.item_id,
                                       key=result.item_key, url="", fields={}, updated_at=item.updated_at,
                                       version="")
         pair = {side: item, target: created}
-        self._commit(pair["left"], pair["right"], decision, {target: result}, intent=(side, item.id),
-                     versions={side: item.version, target: None})
+        link = self._commit(pair["left"], pair["right"], decision, {target: result}, intent=(side, item.id),
+                            versions={side: item.version, target: None})
+        return Escalated(link, True)
+
+    # -- escalation entry points -------------------------------------------------------------
+    def escalate(self, ticket_id: str, extra_fields: Mapping[str, Any] | None,
+                 appendix: str | None) -> Escalated:
+        ticket = self.flow.left.fetch(ticket_id)
+        self.done["left"].add(ticket.id)
+        self.loaded["left"][ticket.id] = ticket
+        link = self.store.link_for(self.flow.name, "left", ticket.id)
+        if link is not None:
+            self._add_labels(link, extra_fields)
+            return Escalated(link, False)
+        try:
+            outcome = self._create("left", ticket, extra_fields=extra_fields, appendix=appendix)
+        except AuthError:
+            raise
+        except TrackerError as error:
+            self._fail("left", ticket, error)
+            raise
+        log.info("engine.escalated", flow=self.flow.name, ticket=ticket.key, created=outcome.created,
+                 issue=outcome.link.right_key if outcome.link else None, blocked=outcome.blocked)
+        return outcome
+
+    def _add_labels(self, link: Link, extra_fields: Mapping[str, Any] | None) -> None:
+        """An escalation of a ticket whose issue already exists (an auto-creating flow got there
+        first) still marks it: list values (labels) it asks for are added. Other fields are left
+        alone: an issue's type or title is engineering's once the issue exists."""
+        lists = {name: list(value) for name, value in (extra_fields or {}).items() if isinstance(value, list | tuple)}
+        if not lists or self.dry_run:
+            return
+        connector = self.flow.right
+        issue = connector.fetch(link.right_id)
+        update = {}
+        for name, wanted in lists.items():
+            current = list(issue.fields.get(name) or ())
+            if not set(wanted) <= set(current):
+                update[name] = current + [v for v in wanted if v not in current]
+        if update:
+            connector.push(issue.id, [Update(update)])
+            log.info("engine.escalation_marked", flow=self.flow.name, issue=issue.key, fields=sorted(update))
+
+    def attach(self, ticket_id: str, issue_ref: str) -> Link:
+        ticket = self.flow.left.fetch(ticket_id)
+        issue = self.flow.right.fetch(issue_ref)  # by key; the link keeps the immutable id
+        self.loaded["left"][ticket.id] = ticket
+        self.loaded["right"][issue.id] = issue
+        link = self.store.link_between(self.flow.name, ticket.id, issue.id)
+        if link is None:
+            # The link first, so that a halt of its first sync (an unmapped status) still leaves
+            # the ticket attached; versions unknown, so the next pass looks at both once more.
+            link = self.store.commit_item(ItemCommit(
+                flow=self.flow.name, left_id=ticket.id, left_key=ticket.key, right_id=issue.id,
+                right_key=issue.key, snapshot={}, role=FOLLOWER,
+                audit=[("attach", "left", {"left_key": ticket.key, "right_key": issue.key})]))
+            log.info("engine.attached", flow=self.flow.name, ticket=ticket.key, issue=issue.key)
+        synced, _ = self._apply_pair(ticket, issue, link)
+        return synced or self.store.link_between(self.flow.name, ticket.id, issue.id) or link
+
+    # -- redaction tripwire --------------------------------------------------------------------
+    def _post_scan(self, ticket: Item, ops: tuple[Operation, ...], scrub: Scrub) -> str | None:
+        """On a redact flow, the final text bound for engineering is scanned once more. Any hit
+        stops the whole item: nothing is pushed, a halt is recorded and the ticket gets one
+        internal note. Returns the reason ("pii_detected: email, phone"), or None when clean."""
+        scan = getattr(scrub, "scan", None)
+        if scan is None or not ops:
+            return None
+        # The back-link to the ticket itself is ours, not the customer's (its host may be an IP).
+        texts = [text.replace(ticket.url, "") if ticket.url else text for text in _outgoing_texts(ops)]
+        kinds = sorted({kind for text in texts for kind in scan(text)})
+        if not kinds:
+            return None
+        reason = f"pii_detected: {', '.join(kinds)}"
+        self.stats.halts.append(f"{ticket.key}: {reason}")
+        log.warning("engine.pii_blocked", flow=self.flow.name, item=ticket.key, kinds=kinds)
+        self.store.record_failure(self.flow.name, ticket.tracker, ticket.id, ticket.key, "halt",
+                                  "pii_detected", reason)
+        self._blocked_note(ticket, kinds)
+        return reason
+
+    def _blocked_note(self, ticket: Item, kinds: list[str]) -> None:
+        # Keyed by flow and kinds: reprocessing the same blocked ticket never adds a second note.
+        ref = f"ticketbridge:pii_blocked/{self.flow.name}/{'+'.join(kinds)}"
+        if any(c.mirrored_from == ref for c in (ticket.comments or ())):
+            return
+        target = TRACKER_TITLES.get(self.flow.right.type, self.flow.right.name)
+        text = (f"ticketbridge did not send this ticket to {target} (flow {self.flow.name}): after "
+                f"redaction its text still contains personal data ({', '.join(kinds)}). Remove it from the "
+                "ticket or have an admin extend the redaction rules, then run `ticketbridge failures retry`.")
+        self._push("left", ticket.id, (AddComment(with_comment_marker(text, ref), False, ref),))
 
     def _push(self, side: Side, item_id: str | None, ops: tuple[Operation, ...]) -> PushResult:
         connector = self.flow.connector(side)
+        if item_id is not None:
+            self._forget(side, item_id)
         result = connector.push(item_id, ops)
         if self.sla is not None and item_id is not None:
             written = {k: v for op in ops if isinstance(op, Update) for k, v in op.fields.items()}
@@ -329,7 +575,7 @@ class _FlowPass:
 
     def _commit(self, left: Item, right: Item, decision: Decision, results: Mapping[Side, PushResult],
                 *, intent: tuple[Side, str] | None = None,
-                versions: Mapping[Side, str | None] | None = None) -> None:
+                versions: Mapping[Side, str | None] | None = None, role: str | None = None) -> Link:
         items = {"left": left, "right": right}
         ids = {s: results[s].item_id if s in results else items[s].id for s in SIDES}
         keys = {s: results[s].item_key if s in results else items[s].key for s in SIDES}
@@ -354,20 +600,21 @@ class _FlowPass:
                 f"{keys['left']} <-> {keys['right']}: {conflict.field} changed on both sides "
                 f"(left {conflict.left_value!r}, right {conflict.right_value!r}); "
                 f"{conflict.winner} won by {conflict.rule}")
-        self.store.commit_item(ItemCommit(
+        link = self.store.commit_item(ItemCommit(
             flow=self.flow.name, left_id=ids["left"], left_key=keys["left"], right_id=ids["right"],
             right_key=keys["right"], snapshot=dict(decision.snapshot or {}),
             left_version=versions["left"], right_version=versions["right"],
             comment_links=comment_links, audit=audit,
             resolve_intent=intent,
-            clear_failures=[(trackers[s], ids[s]) for s in SIDES]))
-        for side in SIDES:
-            self.done[side].add(ids[side])
+            clear_failures=[(trackers[s], ids[s]) for s in SIDES],
+            role=role))
+        self.done_links.add(link.id)
         if self.sla is not None:
             self.sla.observe(left)
             self.sla.observe(right)
         log.info("engine.item_synced", flow=self.flow.name, left=keys["left"], right=keys["right"],
-                 writes=decision.writes, conflicts=len(decision.conflicts))
+                 role=link.role, writes=decision.writes, conflicts=len(decision.conflicts))
+        return link
 
     # -- failures --------------------------------------------------------------------------
     def _fail(self, side: Side, item: Item, error: TrackerError) -> None:
@@ -392,6 +639,19 @@ class _FlowPass:
     def _record_plan(self, side: Side, item: Item, decision: Decision, counterpart: str | None) -> None:
         if self.dry_run:
             self.stats.planned.append(Planned(self.flow.name, side, item.key, decision, counterpart))
+
+
+def _outgoing_texts(ops: Iterable[Operation]) -> Iterable[str]:
+    """Every text an operation list would write: field values (also in lists) and comment bodies."""
+    for op in ops:
+        if isinstance(op, AddComment):
+            yield op.body
+        elif isinstance(op, Create | Update):
+            for value in op.fields.values():
+                if isinstance(value, str):
+                    yield value
+                elif isinstance(value, list | tuple):
+                    yield from (v for v in value if isinstance(v, str))
 
 
 def _audit_detail(op: Operation, keys: Mapping[Side, str]) -> dict[str, Any]:

@@ -157,6 +157,8 @@ class CommentRules:
     internal_to_right: bool = False
     to_left: bool = True
     to_left_public: bool = False
+    # One note on the left item per status change coming from the right (back-propagation).
+    status_note: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,13 +169,16 @@ class FlowMapping:
     right: str
     select_left: Mapping[str, Any]
     select_right: Mapping[str, Any]
-    create_left_to_right: bool
+    create_left_to_right: bool  # the sync pass creates right items for new selected left items
     create_right_to_left: bool
     create_left: Mapping[str, Any]
     create_right: Mapping[str, Any]
     fields: tuple[FieldPair, ...]
     comments: CommentRules
     redact: bool = False  # scrub personal data from text travelling left to right
+    # `create: left_to_right: on_escalation`: only an escalation (Engine.escalate) creates the
+    # right item; the pass never does (create_left_to_right is then False).
+    create_on_escalation: bool = False
 
 
 # --- templates ----------------------------------------------------------------------------------
@@ -323,7 +328,8 @@ class _Checker:
                 if not self.known_field(vocab, key) and key not in vocab.create_extra:
                     self.report(("create", side, key), self.unknown_field(side, key, vocab.create_extra),
                                 key=True)
-            if create.get(flow) is not True:
+            # on_escalation creates too (through Engine.escalate), so it needs the same fields.
+            if create.get(flow) not in (True, "on_escalation"):
                 continue
             # A required field can be fixed here or carried by a pair flowing towards this side.
             carried = {p[side] for p in _list(self.data.get("fields")) if isinstance(p, dict)
@@ -472,13 +478,15 @@ def _build(doc: SourceDoc) -> FlowMapping:
     return FlowMapping(
         name=data.get("name", Path(doc.file).stem), path=doc.file, left=left, right=right,
         select_left=frozen(select.get("left", {})), select_right=frozen(select.get("right", {})),
-        create_left_to_right=create.get("left_to_right", False),
+        create_left_to_right=create.get("left_to_right", False) is True,
         create_right_to_left=create.get("right_to_left", False),
         create_left=frozen(create.get("left", {})), create_right=frozen(create.get("right", {})),
         fields=tuple(pairs),
         comments=CommentRules(
             public_to_right=to_right.get("public", True), internal_to_right=to_right.get("internal", False),
             to_left=to_left.get("enabled", True), to_left_public=to_left.get("as", "internal") == "public",
+            status_note=bool(to_left.get("status_note", False)),
         ),
         redact=bool(data.get("redact", False)),
+        create_on_escalation=create.get("left_to_right") == "on_escalation",
     )

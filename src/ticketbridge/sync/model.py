@@ -44,6 +44,18 @@ class Comment:
 
 
 @dataclass(frozen=True)
+class People:
+    """Who a ticket is about: the requester (name, email, phone, organization) and the people
+    CC'd on it or following it. Used only to remove them from text leaving the desk; never a
+    field, so a mapping cannot sync it."""
+
+    names: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    phones: tuple[str, ...] = ()
+    organizations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Item:
     """One ticket / issue as the core sees it."""
 
@@ -57,6 +69,8 @@ class Item:
     comments: tuple[Comment, ...] | None = None  # None: not loaded yet (see Connector.with_comments)
     # The ticketbridge marker found on this item, naming the item it was created from ("zendesk:123").
     marker: str | None = None
+    # The people the item is about (desk tickets), for redaction by exact match.
+    people: People = field(default_factory=People)
 
 
 # A mirrored comment ends with a marker naming its source, so that a mirror is never mirrored back

@@ -41,7 +41,15 @@ _LINK_PAGE = 500
 
 
 class LinkConflict(ValueError):
-    """A commit would re-pair an item that is already linked to a different item in the flow."""
+    """A commit would give an item a second primary link in the flow (or re-pair a primary)."""
+
+
+# A link's role. The primary link of a ticket is the pair that was created together (or fully
+# synced both ways); a follower link attaches a ticket to an existing engineering item (many
+# customers reporting one bug) and only carries engineering -> desk. An item has at most one
+# primary link per flow on each side, and any number of follower links.
+PRIMARY, FOLLOWER = "primary", "follower"
+ROLES = (PRIMARY, FOLLOWER)
 
 
 # -- value types ------------------------------------------------------------------------------
@@ -64,6 +72,11 @@ class Link:
     snapshot: dict[str, Any]
     left_version: str | None
     right_version: str | None
+    role: str = PRIMARY
+
+    @property
+    def primary(self) -> bool:
+        return self.role == PRIMARY
 
     def id_on(self, side: str) -> str:
         return self.left_id if _check_side(side) == "left" else self.right_id
@@ -119,6 +132,8 @@ class ItemCommit:
     audit: list[tuple[str, str | None, dict[str, Any]]] = field(default_factory=list)  # (kind, side, detail)
     resolve_intent: tuple[str, str] | None = None  # (source_side, source_id) to delete
     clear_failures: list[tuple[str, str]] = field(default_factory=list)  # (tracker, item_id) to resolve
+    # The link's role: None keeps the role of an existing link (a new link is primary).
+    role: str | None = None
 
 
 # -- schema -----------------------------------------------------------------------------------
@@ -164,8 +179,16 @@ links_t = sa.Table(
     sa.Column("right_version", sa.String(255), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
-    sa.UniqueConstraint("flow", "left_id", name="uq_links_flow_left_id"),
-    sa.UniqueConstraint("flow", "right_id", name="uq_links_flow_right_id"),
+    sa.Column("role", sa.String(10), nullable=False, server_default=PRIMARY),
+    # One link per pair; a ticket may link several issues and an issue several tickets ...
+    sa.UniqueConstraint("flow", "left_id", "right_id", name="uq_links_flow_left_right"),
+    # ... but each item has at most one primary link per flow (partial unique indexes, which
+    # SQLite and PostgreSQL both support).
+    sa.Index("uq_links_primary_left", "flow", "left_id", unique=True,
+             sqlite_where=sa.text("role = 'primary'"), postgresql_where=sa.text("role = 'primary'")),
+    sa.Index("uq_links_primary_right", "flow", "right_id", unique=True,
+             sqlite_where=sa.text("role = 'primary'"), postgresql_where=sa.text("role = 'primary'")),
+    sa.Index("ix_links_flow_right_id", "flow", "right_id"),  # links_for(..., "right", ...)
     sqlite_autoincrement=True,
 )
 
@@ -193,7 +216,8 @@ comment_links_t = sa.Table(
     sa.Column("source_ref", sa.String(255), nullable=False),
     sa.Column("target_ref", sa.String(255), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.UniqueConstraint("flow", "source_ref", name="uq_comment_links_flow_source_ref"),
+    # Per link: one engineering comment is mirrored onto every ticket linked to its issue.
+    sa.UniqueConstraint("link_id", "source_ref", name="uq_comment_links_link_source_ref"),
     sa.Index("ix_comment_links_link_id", "link_id"),
     sqlite_autoincrement=True,
 )
@@ -408,6 +432,7 @@ def _link(row: sa.Row[Any]) -> Link:
         snapshot=dict(row.snapshot),
         left_version=row.left_version,
         right_version=row.right_version,
+        role=row.role,
     )
 
 
@@ -509,9 +534,26 @@ class Store:
     # -- links --------------------------------------------------------------------------------
 
     def link_for(self, flow: str, side: str, item_id: str) -> Link | None:
+        """The item's primary link in the flow (follower links: see `links_for`)."""
         col = links_t.c.left_id if _check_side(side) == "left" else links_t.c.right_id
+        query = sa.select(links_t).where(links_t.c.flow == flow, col == item_id, links_t.c.role == PRIMARY)
         with self._engine.begin() as conn:
-            row = conn.execute(sa.select(links_t).where(links_t.c.flow == flow, col == item_id)).first()
+            row = conn.execute(query).first()
+        return _link(row) if row else None
+
+    def links_for(self, flow: str, side: str, item_id: str) -> list[Link]:
+        """Every link of the item in the flow: the primary first, then followers oldest first."""
+        col = links_t.c.left_id if _check_side(side) == "left" else links_t.c.right_id
+        query = (sa.select(links_t).where(links_t.c.flow == flow, col == item_id)
+                 .order_by(sa.case((links_t.c.role == PRIMARY, 0), else_=1), links_t.c.id))
+        with self._engine.begin() as conn:
+            return [_link(row) for row in conn.execute(query)]
+
+    def link_between(self, flow: str, left_id: str, right_id: str) -> Link | None:
+        t = links_t
+        query = sa.select(t).where(t.c.flow == flow, t.c.left_id == left_id, t.c.right_id == right_id)
+        with self._engine.begin() as conn:
+            row = conn.execute(query).first()
         return _link(row) if row else None
 
     def links(self, flow: str | None = None) -> Iterator[Link]:
@@ -583,9 +625,11 @@ class Store:
     # -- comments -----------------------------------------------------------------------------
 
     def mirrored(self, flow: str, source_ref: str) -> str | None:
-        """The target_ref of the mirror of `source_ref`, if it was mirrored already."""
+        """The target_ref of a mirror of `source_ref`, if it was mirrored already (the first one
+        when an engineering comment went to several linked tickets)."""
         t = comment_links_t
-        query = sa.select(t.c.target_ref).where(t.c.flow == flow, t.c.source_ref == source_ref)
+        query = (sa.select(t.c.target_ref).where(t.c.flow == flow, t.c.source_ref == source_ref)
+                 .order_by(t.c.id).limit(1))
         with self._engine.begin() as conn:
             return conn.execute(query).scalar_one_or_none()
 
@@ -605,9 +649,10 @@ class Store:
         """Make one pushed item's outcome true at once: link, snapshot, versions, comment
         mirrors, audit, intent removal and failure resolution, in ONE transaction.
 
-        The link is found by (flow, left_id), else (flow, right_id), and updated; otherwise it is
-        inserted. Link ids are immutable identity: if either id is already linked to a different
-        item, LinkConflict is raised and nothing is written.
+        The link is found by (flow, left_id, right_id) and updated; otherwise it is inserted
+        (primary unless `c.role` says otherwise). Link ids are immutable identity: a primary link
+        for an item that already has a primary link to a different item raises LinkConflict and
+        nothing is written.
         """
         _json_value(c.snapshot, "snapshot")
         for _kind, side, detail in c.audit:
@@ -616,6 +661,8 @@ class Store:
             _json_value(detail, "audit detail")
         if c.resolve_intent is not None:
             _check_side(c.resolve_intent[0])
+        if c.role is not None and c.role not in ROLES:
+            raise ValueError(f"link role must be one of {', '.join(ROLES)}, not {c.role!r}")
 
         try:
             with self._engine.begin() as conn:
@@ -664,31 +711,37 @@ class Store:
 
     def _upsert_link(self, conn: Connection, c: ItemCommit, now: datetime) -> int:
         t = links_t
-        by_left = conn.execute(
-            sa.select(t.c.id, t.c.right_id).where(t.c.flow == c.flow, t.c.left_id == c.left_id)
+        existing = conn.execute(
+            sa.select(t.c.id, t.c.role).where(t.c.flow == c.flow, t.c.left_id == c.left_id,
+                                              t.c.right_id == c.right_id)
         ).first()
-        by_right = conn.execute(
-            sa.select(t.c.id, t.c.left_id).where(t.c.flow == c.flow, t.c.right_id == c.right_id)
-        ).first()
-        if by_left and by_left.right_id != c.right_id:
-            raise LinkConflict(
-                f"{c.flow}: left {c.left_id} is linked to right {by_left.right_id}, not {c.right_id}"
-            )
-        if by_right and by_right.left_id != c.left_id:
-            raise LinkConflict(
-                f"{c.flow}: right {c.right_id} is linked to left {by_right.left_id}, not {c.left_id}"
-            )
+        role = c.role or (existing.role if existing else PRIMARY)
+        if role == PRIMARY:
+            # At most one primary per item and side; the database enforces it too (partial
+            # unique indexes), this says which item is in the way.
+            for side, other_side in (("left", "right"), ("right", "left")):
+                mine, theirs = t.c[f"{side}_id"], t.c[f"{other_side}_id"]
+                clash = conn.execute(
+                    sa.select(theirs).where(t.c.flow == c.flow, mine == getattr(c, f"{side}_id"),
+                                            t.c.role == PRIMARY, theirs != getattr(c, f"{other_side}_id"))
+                ).first()
+                if clash:
+                    raise LinkConflict(
+                        f"{c.flow}: {side} {getattr(c, f'{side}_id')} is linked to {other_side} {clash[0]}, "
+                        f"not {getattr(c, f'{other_side}_id')}"
+                    )
         values = {
             "left_key": c.left_key,  # keys change (a Jira issue moved project); ids do not
             "right_key": c.right_key,
             "snapshot": c.snapshot,
             "left_version": c.left_version,
             "right_version": c.right_version,
+            "role": role,
             "updated_at": now,
         }
-        if by_left:
-            conn.execute(sa.update(t).where(t.c.id == by_left.id).values(**values))
-            return int(by_left.id)
+        if existing:
+            conn.execute(sa.update(t).where(t.c.id == existing.id).values(**values))
+            return int(existing.id)
         result = conn.execute(
             sa.insert(t).values(flow=c.flow, left_id=c.left_id, right_id=c.right_id, created_at=now, **values)
         )
@@ -702,7 +755,7 @@ class Store:
             return
         # A pair already present (replayed event, or a mirror recognised by its marker after a
         # crash) is not an error: the first mapping wins.
-        stmt = _insert(conn, comment_links_t).on_conflict_do_nothing(index_elements=["flow", "source_ref"])
+        stmt = _insert(conn, comment_links_t).on_conflict_do_nothing(index_elements=["link_id", "source_ref"])
         conn.execute(
             stmt,
             [
@@ -984,3 +1037,8 @@ class Store:
             return [SlaEvent(tracker=r.tracker, item_id=r.item_id, metric=r.metric, cycle=r.cycle, kind=r.kind,
                              threshold=r.threshold, nominal_at=r.nominal_at, recorded_at=r.recorded_at,
                              detail=r.detail) for r in conn.execute(query)]
+
+
+# The escalation outbox keeps its tables on this metadata (migration 0004); importing it here puts
+# them there whenever the store is used, so schema checks and `metadata` see every table.
+from . import outbox as _outbox  # noqa: E402, F401

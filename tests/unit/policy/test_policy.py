@@ -130,7 +130,11 @@ def test_shipped_policy_loads(shipped: Policy) -> None:
     assert shipped.sla_fields["zendesk"]["first_response_due"] == "custom_fields.360100"
     assert shipped.sla_fields["zendesk"]["tags"] is True
     assert shipped.sla_fields["jira"]["state"] == "customfield_10046"
-    assert set(shipped.watched_fields) == {"incident_active", "incident_mitigated", "rca_url"}
+    # The metrics' fields, plus what the escalation rules and the l2 template read.
+    assert set(shipped.watched_fields) == {"incident_active", "incident_mitigated", "rca_url", "support_level",
+                                           "custom_fields.360003", "subject", "date_observed", "description",
+                                           "steps_to_reproduce", "environment", "device_os", "browser"}
+    assert shipped.native_field("incident_active", "zendesk") == "custom_fields.360005"
     assert shipped.lower_sources == ("zendesk_agent",)
     with pytest.raises(TypeError):
         shipped.status_categories["zendesk"]["pending"] = "open"  # type: ignore[index]

@@ -303,6 +303,7 @@ class GitHubEmulator(EmulatorServer):
             self._rate_used = 0
             self._rate_reset: int | None = None
             self._secondary_writes = 0
+            self._late_writes = 0
             self._secondary_retry_after = 60
             self._secondary_status = 403
             self._generation += 1
@@ -423,6 +424,10 @@ class GitHubEmulator(EmulatorServer):
         if self.faults.roll(self.faults.error_rate):
             return self._finish(self.server_error_response())
         response = self._route(request)
+        if writing and response.status < 300 and self._take_late_write():
+            # The write is done; its answer comes after the client has given up (a timeout after
+            # the issue was created: the case the creation intent + marker search exist for).
+            time.sleep(self.faults.timeout_seconds)
         if response.status == 405:  # GitHub knows no "wrong method": an unrouted method is a 404
             response = self.not_found_response(request)
         if request.method == "GET" and response.status == 200:
@@ -1190,6 +1195,19 @@ class GitHubEmulator(EmulatorServer):
                     return False
                 self._pending_changed.wait(left)
         return True
+
+    def answer_late(self, writes: int = 1) -> None:
+        """Apply the next `writes` successful POST/PATCH/PUT/DELETE requests, then hold each answer
+        for `faults.timeout_seconds`: the client times out although the tracker acted."""
+        with self.lock:
+            self._late_writes = writes
+
+    def _take_late_write(self) -> bool:
+        with self.lock:
+            if self._late_writes <= 0:
+                return False
+            self._late_writes -= 1
+            return True
 
     def trigger_secondary_rate_limit(self, writes: int = 1, retry_after: int = 60, status: int = 403) -> None:
         """Answer the next `writes` POST/PATCH/PUT/DELETE requests with a secondary-rate-limit error."""

@@ -64,6 +64,7 @@ DEFAULT_CUSTOM_FIELDS: dict[str, Json] = {
     "customfield_10044": {"name": "First response due", "type": "datetime"},
     "customfield_10045": {"name": "Resolution due", "type": "datetime"},
     "customfield_10046": {"name": "SLA state", "type": "string"},
+    "customfield_10047": {"name": "RCA due", "type": "datetime"},
 }
 
 STATUS_CATEGORIES: dict[str, Json] = {

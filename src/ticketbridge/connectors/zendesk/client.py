@@ -22,6 +22,9 @@ TICKET_COMMENTS = "/api/v2/tickets/{id}/comments"
 EXPORT_CURSOR = "/api/v2/incremental/tickets/cursor"
 
 COMMENTS_PAGE_SIZE = 100  # the largest page[size] Zendesk accepts for comments
+# Side-loaded with every ticket read: the requester, CC'd people and followers, and the
+# organization, so that their names and addresses can be removed from text leaving the desk.
+PEOPLE = "users,organizations"
 
 
 def zendesk_error_message(response: requests.Response) -> str:
@@ -77,10 +80,11 @@ class ZendeskClient:
 
     def export_tickets(self, *, cursor: str | None, start_time: int, per_page: int) -> JSON:
         params: JSON = {"cursor": cursor} if cursor else {"start_time": start_time}
-        return dict(self.http.json("GET", EXPORT_CURSOR, params={**params, "per_page": per_page}))
+        return dict(self.http.json("GET", EXPORT_CURSOR, params={**params, "per_page": per_page,
+                                                                  "include": PEOPLE}))
 
     def ticket(self, ticket_id: str) -> JSON:
-        return dict(self.http.json("GET", TICKET.format(id=ticket_id)))
+        return dict(self.http.json("GET", TICKET.format(id=ticket_id), params={"include": PEOPLE}))
 
     def comments_page(self, ticket_id: str, after: str | None = None) -> JSON:
         # Authors sideloaded: their role tells an agent's reply from the customer's (SLA clocks).
@@ -90,7 +94,7 @@ class ZendeskClient:
         return dict(self.http.json("GET", TICKET_COMMENTS.format(id=ticket_id), params=params))
 
     def tickets_by_external_id(self, external_id: str) -> JSON:
-        return dict(self.http.json("GET", TICKETS, params={"external_id": external_id}))
+        return dict(self.http.json("GET", TICKETS, params={"external_id": external_id, "include": PEOPLE}))
 
     def create_ticket(self, ticket: JSON) -> JSON:
         return dict(self.http.json("POST", TICKETS, json={"ticket": ticket}, idempotent=False))

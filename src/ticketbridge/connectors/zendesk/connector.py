@@ -7,6 +7,10 @@ Rules worth knowing (see also the tests):
   field, so the first comment (lowest position in ascending order) is left out of `comments`.
 - `description` is read-only after creation; an `Update` that names it is logged and the
   value is not written (Zendesk would ignore it anyway).
+- Tickets are read with their people side-loaded (`include=users,organizations`): the
+  requester's name, email and phone, the organization's name, and the names and emails of CC'd
+  people and followers become `Item.people`, never a field (redaction removes them by exact match
+  from text leaving the desk; a mapping cannot sync them).
 - Writes are coalesced: Zendesk takes one comment per ticket update, so an `Update` and the
   `AddComment`s after it cost one PUT per comment (the first PUT also carries the fields).
   Fields that follow a `Create` before any comment ride on the create POST.
@@ -28,6 +32,7 @@ from ...sync.model import (
     Create,
     Item,
     Operation,
+    People,
     PushResult,
     Transition,
     Update,
@@ -63,6 +68,27 @@ def _native(value: Any) -> Any:
 
 def _api_value(value: Any) -> Any:
     return list(value) if isinstance(value, tuple | list | set | frozenset) else value
+
+
+def people_of(ticket: JSON, users: Mapping[Any, JSON], organizations: Mapping[Any, JSON]) -> People:
+    """The people a ticket is about, from side-loaded users and organizations. Agents on it (the
+    assignee, the submitter) are not listed: they are staff, not the customer."""
+    requester = users.get(ticket.get("requester_id")) or {}
+    others = [users[i] for field in ("collaborator_ids", "email_cc_ids", "follower_ids")
+              for i in ticket.get(field) or () if i in users]
+    everyone = [requester, *others] if requester else others
+    organization = organizations.get(ticket.get("organization_id")) or {}
+
+    def values(key: str, people: list[JSON]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(str(p[key]) for p in people if p.get(key)))
+
+    return People(names=values("name", everyone), emails=values("email", everyone),
+                  phones=values("phone", [requester] if requester else []),
+                  organizations=(str(organization["name"]),) if organization.get("name") else ())
+
+
+def _by_id(body: JSON, key: str) -> dict[Any, JSON]:
+    return {entry.get("id"): entry for entry in body.get(key) or [] if isinstance(entry, dict)}
 
 
 def marker_of(external_id: Any) -> str | None:
@@ -106,7 +132,8 @@ class ZendeskConnector:
         # `select` is not applied here: the engine must also see linked tickets that stopped matching.
         while True:
             body = self.client.export_tickets(cursor=cursor, start_time=0, per_page=self.export_page_size)
-            items = [self.normalize(ticket) for ticket in body.get("tickets") or []]
+            users, organizations = _by_id(body, "users"), _by_id(body, "organizations")
+            items = [self.normalize(ticket, users, organizations) for ticket in body.get("tickets") or []]
             after = body.get("after_cursor") or cursor  # never fall back to "everything"
             end = bool(body.get("end_of_stream", True))
             log.info("zendesk.poll.page", tracker=self.name, items=len(items), end_of_stream=end)
@@ -131,7 +158,8 @@ class ZendeskConnector:
         return not (tags_none is not None and tags & set(tags_none))
 
     def fetch(self, item_id: str) -> Item:
-        item = self.normalize(self.client.ticket(item_id)["ticket"])
+        body = self.client.ticket(item_id)
+        item = self.normalize(body["ticket"], _by_id(body, "users"), _by_id(body, "organizations"))
         return replace(item, comments=self._comments(item_id))
 
     def with_comments(self, item: Item) -> Item:
@@ -142,10 +170,13 @@ class ZendeskConnector:
 
     def find_by_marker(self, marker: str) -> Item | None:
         external_id = f"tb:{marker}"
-        tickets = self.client.tickets_by_external_id(external_id).get("tickets") or []
+        body = self.client.tickets_by_external_id(external_id)
+        tickets = body.get("tickets") or []
         # external_id is not unique on Zendesk: the oldest ticket carrying it is the one we made.
         matches = sorted((t for t in tickets if t.get("external_id") == external_id), key=lambda t: t["id"])
-        return self.normalize(matches[0]) if matches else None
+        if not matches:
+            return None
+        return self.normalize(matches[0], _by_id(body, "users"), _by_id(body, "organizations"))
 
     def _comments(self, ticket_id: str) -> tuple[Comment, ...]:
         raw: list[JSON] = []
@@ -175,7 +206,9 @@ class ZendeskConnector:
                        author=str(raw.get("author_id")), created_at=_parse_time(raw.get("created_at")),
                        mirrored_from=source, author_role=author_role)
 
-    def normalize(self, ticket: JSON) -> Item:
+    def normalize(self, ticket: JSON, users: Mapping[Any, JSON] | None = None,
+                  organizations: Mapping[Any, JSON] | None = None) -> Item:
+        """A ticket as an Item; `users`/`organizations` (side-loaded, by id) give its people."""
         ticket_id = ticket["id"]
         fields: dict[str, Any] = {name: _native(ticket.get(name)) for name in _PLAIN_FIELDS}
         fields["tags"] = tuple(sorted(ticket.get("tags") or []))
@@ -185,7 +218,8 @@ class ZendeskConnector:
         return Item(tracker=self.name, id=str(ticket_id), key=f"#{ticket_id}",
                     url=f"{self.base_url}/agent/tickets/{ticket_id}", fields=fields,
                     updated_at=_parse_time(updated), version=f"{updated}",
-                    marker=marker_of(ticket.get("external_id")))
+                    marker=marker_of(ticket.get("external_id")),
+                    people=people_of(ticket, users or {}, organizations or {}))
 
     # -- writes ----------------------------------------------------------------------------
     def push(self, item_id: str | None, ops: Sequence[Operation]) -> PushResult:

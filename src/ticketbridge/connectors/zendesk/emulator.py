@@ -5,8 +5,10 @@ Written from Zendesk's published API description and recorded responses (see
 tested against something that disagrees with it where the connector is wrong.
 
 Covered: ticket create/show/update/list (incl. `external_id` lookup), comments with cursor
-pagination, the cursor-based incremental ticket export, users, ticket fields, Zendesk's auth,
-rate-limit and error dialect. Run standalone for demos with `python -m
+pagination, the cursor-based incremental ticket export, users and organizations (side-loaded
+with `include=users,organizations` on ticket show, list and export; a ticket takes its
+requester's organization, and CCs/followers can be set at creation), ticket fields, Zendesk's
+auth, rate-limit and error dialect. Run standalone for demos with `python -m
 ticketbridge.connectors.zendesk.emulator`.
 """
 
@@ -50,6 +52,16 @@ DEFAULT_CUSTOM_FIELDS: list[JSON] = [
     # The ticket template's severity, chosen on the form by the customer or the agent.
     {"id": 360003, "type": "tagger", "title": "Severity",
      "custom_field_options": [{"name": f"Sev{n}", "value": f"sev{n}"} for n in range(1, 5)]},
+    # The escalation fields and the L2 bug template (mappings/policy.yaml `fields:`).
+    {"id": 360004, "type": "tagger", "title": "Support level",
+     "custom_field_options": [{"name": "L1", "value": "L1"}, {"name": "L2", "value": "L2"}]},
+    {"id": 360005, "type": "checkbox", "title": "Incident active"},
+    {"id": 360006, "type": "checkbox", "title": "Incident mitigated"},
+    {"id": 360007, "type": "text", "title": "RCA link"},
+    {"id": 360008, "type": "text", "title": "Date observed"},
+    {"id": 360009, "type": "textarea", "title": "Steps to reproduce"},
+    {"id": 360011, "type": "text", "title": "Device / OS"},
+    {"id": 360012, "type": "text", "title": "Browser"},
     # Written by ticketbridge's SLA clocks (read-only for agents in a real account).
     {"id": 360100, "type": "text", "title": "First response due"},
     {"id": 360101, "type": "text", "title": "Resolution due"},
@@ -132,6 +144,7 @@ class ZendeskEmulator(EmulatorServer):
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self.custom_field_defs = [dict(f) for f in (custom_fields or DEFAULT_CUSTOM_FIELDS)]
         self._users: dict[int, JSON] = {}
+        self._organizations: dict[int, JSON] = {}
         self._tickets: dict[int, JSON] = {}
         self._comments: dict[int, list[JSON]] = {}
         # Export position of each ticket's latest change. generated_timestamp is only
@@ -214,6 +227,42 @@ class ZendeskEmulator(EmulatorServer):
         }
         self._users[user_id] = user
         return user
+
+    def _new_organization(self, name: str, now: datetime) -> JSON:
+        org_id = self._object_id()
+        organization = {
+            "url": f"{self.base_url}/api/v2/organizations/{org_id}.json", "id": org_id, "name": name,
+            "shared_tickets": False, "shared_comments": False, "external_id": None,
+            "created_at": _iso(now), "updated_at": _iso(now), "domain_names": [], "details": None,
+            "notes": None, "group_id": None, "tags": [], "organization_fields": {},
+        }
+        self._organizations[org_id] = organization
+        return organization
+
+    def _user_ids(self, spec: JSON, field: str) -> list[int]:
+        ids = spec.get(field) or []
+        if not isinstance(ids, list) or any(i not in self._users for i in ids):
+            raise _record_invalid(field, f"{field}: is invalid")
+        return sorted(set(ids))
+
+    def _sideloads(self, request: Request, tickets: list[JSON]) -> JSON:
+        """`?include=users,organizations`: the people and organizations the tickets name, as
+        Zendesk side-loads them next to the tickets (each once)."""
+        wanted = set((request.arg("include") or "").split(","))
+        body: JSON = {}
+        if "users" in wanted:
+            ids: set[int] = set()
+            for t in tickets:
+                ids.update(i for i in (t.get("requester_id"), t.get("submitter_id"), t.get("assignee_id"))
+                           if i is not None)
+                for field in ("collaborator_ids", "follower_ids", "email_cc_ids"):
+                    ids.update(t.get(field) or [])
+            body["users"] = [json.loads(json.dumps(self._users[i])) for i in sorted(ids) if i in self._users]
+        if "organizations" in wanted:
+            org_ids = sorted({t["organization_id"] for t in tickets if t.get("organization_id") is not None})
+            body["organizations"] = [json.loads(json.dumps(self._organizations[i])) for i in org_ids
+                                     if i in self._organizations]
+        return body
 
     def _end_user(self, name: str | None, email: str, now: datetime) -> JSON:
         for user in self._users.values():
@@ -314,6 +363,11 @@ class ZendeskEmulator(EmulatorServer):
                 raise _record_invalid("requester", "Requester: is invalid")
         else:
             requester_id = author_id
+        # CCs and followers may be set at creation (Zendesk takes collaborator_ids there).
+        collaborators = self._user_ids(spec, "collaborator_ids")
+        followers = self._user_ids(spec, "follower_ids")
+        email_ccs = self._user_ids(spec, "email_cc_ids") or [
+            i for i in collaborators if self._users[i]["role"] == "end-user"]
         ticket_id = self._next_ticket_id
         self._next_ticket_id += 1
         subject = spec.get("subject") or ""
@@ -327,9 +381,12 @@ class ZendeskEmulator(EmulatorServer):
             "subject": subject, "raw_subject": subject, "description": "",
             "priority": spec.get("priority"), "status": spec.get("status") or "new", "recipient": None,
             "requester_id": requester_id, "submitter_id": author_id,
-            "assignee_id": spec.get("assignee_id"), "organization_id": None,
-            "group_id": spec.get("group_id"), "collaborator_ids": [], "follower_ids": [],
-            "email_cc_ids": [], "forum_topic_id": None, "problem_id": None, "has_incidents": False,
+            "assignee_id": spec.get("assignee_id"),
+            # A ticket belongs to its requester's organization.
+            "organization_id": self._users[requester_id].get("organization_id") if requester_id in self._users
+            else None,
+            "group_id": spec.get("group_id"), "collaborator_ids": collaborators, "follower_ids": followers,
+            "email_cc_ids": email_ccs, "forum_topic_id": None, "problem_id": None, "has_incidents": False,
             "is_public": bool(comment_spec.get("public", True)), "due_at": spec.get("due_at"),
             "tags": sorted(set(spec.get("tags") or [])), "custom_fields": fields,
             "satisfaction_rating": None, "sharing_agreement_ids": [], "custom_status_id": None,
@@ -421,7 +478,8 @@ class ZendeskEmulator(EmulatorServer):
                         {"Location": ticket["url"]})
 
     def _show_ticket(self, request: Request) -> Response:
-        return Response(200, {"ticket": self._public(self._get_ticket(request.params["id"]))})
+        ticket = self._get_ticket(request.params["id"])
+        return Response(200, {"ticket": self._public(ticket), **self._sideloads(request, [ticket])})
 
     def _update_ticket(self, request: Request) -> Response:
         ticket = self._get_ticket(request.params["id"])
@@ -434,7 +492,7 @@ class ZendeskEmulator(EmulatorServer):
         if external_id is not None:
             matches = [self._public(t) for t in tickets if t["external_id"] == external_id]
             return Response(200, {"tickets": matches, "next_page": None, "previous_page": None,
-                                  "count": len(matches)})
+                                  "count": len(matches), **self._sideloads(request, matches)})
         page = _int_param(request, "page", 1, 1, 1_000_000)
         per_page = _int_param(request, "per_page", 100, 1, 100)
         chunk = tickets[(page - 1) * per_page: page * per_page]
@@ -447,6 +505,7 @@ class ZendeskEmulator(EmulatorServer):
             "next_page": page_url(page + 1) if page * per_page < len(tickets) else None,
             "previous_page": page_url(page - 1) if page > 1 else None,
             "count": len(tickets),
+            **self._sideloads(request, chunk),
         })
 
     def _list_comments(self, request: Request) -> Response:
@@ -522,11 +581,13 @@ class ZendeskEmulator(EmulatorServer):
         after_cursor = _encode_cursor({"seq": position})
         after_url = f"{self.base_url}/api/v2/incremental/tickets/cursor.json?" + urlencode(
             {"cursor": after_cursor, "per_page": per_page})
+        exported = [self._exported(self._tickets[tid]) for tid in page]
         return Response(200, {
-            "tickets": [self._exported(self._tickets[tid]) for tid in page],
+            "tickets": exported,
             "after_url": after_url, "after_cursor": after_cursor,
             "before_url": None, "before_cursor": None,
             "end_of_stream": len(visible) <= per_page,
+            **self._sideloads(request, exported),
         })
 
     def _show_me(self, request: Request) -> Response:
@@ -620,11 +681,24 @@ class ZendeskEmulator(EmulatorServer):
             self._update(ticket, {"comment": spec}, self.agent["id"], self.clock())
             return json.loads(json.dumps(self._comments[ticket_id][-1]))
 
-    def add_user(self, name: str, email: str, role: str = "end-user") -> JSON:
+    def add_user(self, name: str, email: str, role: str = "end-user", *, phone: str | None = None,
+                 organization_id: int | None = None) -> JSON:
         with self.lock:
             if role == "end-user":
-                return dict(self._end_user(name, email, self.clock()))
-            return dict(self._new_user(name, email, role, self.clock()))
+                user = self._end_user(name, email, self.clock())
+            else:
+                user = self._new_user(name, email, role, self.clock())
+            if phone is not None:
+                user["phone"] = phone
+            if organization_id is not None:
+                if organization_id not in self._organizations:
+                    raise _not_found()
+                user["organization_id"] = organization_id
+            return dict(user)
+
+    def add_organization(self, name: str) -> JSON:
+        with self.lock:
+            return dict(self._new_organization(name, self.clock()))
 
     def seed(self, count: int = 24, rng_seed: int = 7) -> list[JSON]:
         """Create `count` realistic support tickets, spread over the past two weeks (so they are

@@ -29,8 +29,13 @@ def _created_at(item: Item) -> datetime:
 
 
 def observe(policy: Policy, item: Item, previous: Mapping[str, Any] | None,
-            bridge_writes: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[TicketEvent]]:
+            bridge_writes: Mapping[str, Any] | None = None,
+            tracker_type: str = "zendesk") -> tuple[dict[str, Any], list[TicketEvent]]:
     """(values observed now, events since `previous`) for one desk ticket.
+
+    Fields are recorded under the names the policy uses: a logical name from the policy's
+    `fields:` section (incident_active) is read from the tracker's own field (custom_fields.360005),
+    so the metrics and escalation rules never depend on one desk's field ids.
 
     `bridge_writes`: fields ticketbridge itself wrote to this ticket (from another tracker's
     change). A severity change they cause is attributed to the bridge, not to an agent, so the
@@ -45,7 +50,7 @@ def observe(policy: Policy, item: Item, previous: Mapping[str, Any] | None,
         "severity": derived.level,
         "flags": list(derived.flags),
         "tags": sorted(set(item.fields.get("tags") or ()) - MANAGED_TAGS),
-        "fields": {name: item.fields.get(name) for name in policy.watched_fields},
+        "fields": {name: item.fields.get(policy.native_field(name, tracker_type)) for name in policy.watched_fields},
     }
     events: list[TicketEvent] = []
     if previous is None:

@@ -6,6 +6,10 @@ reopen and cycle behaviour) and which targets apply (`policies`: ordered, first 
 catch-all last). The JSON Schema (ticketbridge/schema/policy.schema.json) checks the shape; the
 checks here cover what a schema cannot know: unknown calendars, metrics and levels, durations and
 warnings that do not parse, policies that can never match. The clock engine is sla.py.
+
+`fields:` gives tracker fields logical names (support_level -> custom_fields.360004 on Zendesk) so
+that metrics and escalation rules read the same on every desk; `escalations:` and `templates:` are
+the escalation rules (built and evaluated by escalation.py, checked here with the rest).
 """
 
 from __future__ import annotations
@@ -419,6 +423,14 @@ class Policy:
     lower_sources: tuple[str, ...]  # who may lower severity
     watched_fields: tuple[str, ...]  # ticket fields the conditions read (history must record them)
     redaction: Mapping[str, Any] = field(default_factory=dict)  # the `redaction:` block (sync.policy.redact)
+    # Logical field name -> tracker type -> native field (`fields:`), e.g. support_level -> zendesk ->
+    # custom_fields.360004. History records the logical name, so conditions never see the native one.
+    field_aliases: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    escalation: Any = None  # escalation.EscalationRules (`escalations:` and `templates:`)
+
+    def native_field(self, name: str, tracker_type: str) -> str:
+        """The tracker's own field behind a logical name; other names are native already."""
+        return self.field_aliases.get(name, {}).get(tracker_type, name)
 
     def derive_severity(self, fields: Mapping[str, Any], text: str) -> Derived:
         """The first derive rule that yields a level; the last rule is always a default."""
@@ -580,16 +592,18 @@ def _aware(moment: datetime, what: str) -> datetime:
 
 # --- loading --------------------------------------------------------------------------------------
 
-def load_policy(path: str | Path, *, today: date | None = None) -> Policy:
+def load_policy(path: str | Path, *, today: date | None = None, flows: Sequence[str] | None = None) -> Policy:
     """Load and check a policy file; raises ConfigError listing every problem (file:line:column)."""
-    policy, problems = check_policy(path, today=today)
+    policy, problems = check_policy(path, today=today, flows=flows)
     if problems or policy is None:
         raise ConfigError(problems)
     return policy
 
 
-def check_policy(path: str | Path, *, today: date | None = None) -> tuple[Policy | None, list[Problem]]:
-    """(policy or None, problems). `today` picks the holiday years to materialise (default: today)."""
+def check_policy(path: str | Path, *, today: date | None = None,
+                 flows: Sequence[str] | None = None) -> tuple[Policy | None, list[Problem]]:
+    """(policy or None, problems). `today` picks the holiday years to materialise (default: today).
+    `flows`: the flow names of the config, when known, so escalation actions naming another are caught."""
     doc, problems = read_yaml(path)
     if problems and doc.data is None:  # unparseable: nothing to check further
         return None, problems
@@ -597,7 +611,7 @@ def check_policy(path: str | Path, *, today: date | None = None) -> tuple[Policy
     problems += schema_problems(doc, load_schema("policy.schema.json"))
     # Semantic checks run even after schema errors (guarded against odd shapes) so that an admin
     # sees everything in one pass.
-    checker = _Checker(doc, today or date.today())
+    checker = _Checker(doc, today or date.today(), flows)
     problems += checker.run()
     if problems:
         return None, sort_problems(problems)
@@ -655,8 +669,8 @@ class _Checker:
     """Semantic checks, also building the calendars. Every step tolerates wrong shapes: the
     schema already reported those."""
 
-    def __init__(self, doc: SourceDoc, today: date) -> None:
-        self.doc, self.today = doc, today
+    def __init__(self, doc: SourceDoc, today: date, flows: Sequence[str] | None = None) -> None:
+        self.doc, self.today, self.flows = doc, today, flows
         self.data = _dict(doc.data)
         self.problems: list[Problem] = []
         severity = _dict(self.data.get("severity"))
@@ -674,6 +688,9 @@ class _Checker:
         self.check_metrics()
         self.check_policies()
         self.check_sla_fields()
+        self.check_field_aliases()
+        self.check_templates()
+        self.check_escalations()
         return self.problems
 
     # -- references --
@@ -843,6 +860,153 @@ class _Checker:
                                 f"<metric>_due keys: {', '.join(m + '_due' for m in self.metrics)}", key=True)
 
 
+    # -- escalation (see escalation.py) --
+
+    def check_field_aliases(self) -> None:
+        for name, spec in _dict(self.data.get("fields")).items():
+            if name in ("status", "severity", "tags"):
+                self.report(("fields", name), f"'{name}' is a built-in fact of every ticket; give the field "
+                                              "another name", key=True)
+            for tracker, native in _dict(spec).items():
+                if native == name:
+                    self.report(("fields", name, tracker), f"'{name}' names itself; write the tracker's own "
+                                                           "field, e.g. custom_fields.360004")
+
+    def check_templates(self) -> None:
+        for name, spec in _dict(self.data.get("templates")).items():
+            for i, level in enumerate(_list(_dict(spec).get("never_block"))):
+                self.level_ref(("templates", name, "never_block", i), level)
+
+    def check_escalations(self) -> None:
+        from .escalation import PLACEHOLDERS, UNTIL_WORDS, placeholders
+
+        ids: dict[str, int] = {}
+        templates = _dict(self.data.get("templates"))
+        for i, rule in enumerate(_list(self.data.get("escalations"))):
+            if not isinstance(rule, dict):
+                continue
+            base: PathT = ("escalations", i)
+            rid = rule.get("id")
+            if isinstance(rid, str):
+                if rid in ids:
+                    self.report((*base, "id"), f"escalation id '{rid}' is already used by escalations[{ids[rid]}]")
+                ids.setdefault(rid, i)
+            on = _dict(rule.get("on"))
+            self.check_trigger((*base, "on"), on)
+            self.condition((*base, "if"), rule.get("if"))
+            if ("do" in rule) == ("steps" in rule):
+                self.report(base, "an escalation has either do: [actions] or steps: [{after: 10m, do: [...]}], "
+                                  "not both and not neither")
+            steps = _list(rule.get("steps")) if "steps" in rule else [{"do": rule.get("do")}]
+            previous = -1
+            for n, step in enumerate(steps):
+                step = _dict(step)
+                spath: PathT = (*base, "steps", n) if "steps" in rule else base
+                after = step.get("after", 0)
+                seconds = 0
+                if isinstance(after, str):
+                    try:
+                        seconds = parse_duration(after)
+                    except ValueError as error:
+                        self.report((*spath, "after"), str(error))
+                elif isinstance(after, int):
+                    seconds = after
+                if seconds < previous:
+                    self.report((*spath, "after"), "steps run in order: give each step an after: no shorter "
+                                                   "than the step before it")
+                previous = max(previous, seconds)
+                untils = step.get("until")
+                for j, entry in enumerate(untils if isinstance(untils, list) else [untils] if untils else []):
+                    self.check_until((*spath, "until", j) if isinstance(untils, list) else (*spath, "until"),
+                                     entry, on, UNTIL_WORDS)
+                created = False
+                do_path: PathT = (*spath, "do")
+                for k, action in enumerate(_list(step.get("do"))):
+                    if not isinstance(action, dict) or len(action) != 1:
+                        continue  # the schema reported it
+                    (kind, params), = action.items()
+                    apath: PathT = (*do_path, k, kind)
+                    params = _dict(params)
+                    self.check_action(apath, kind, params, on, templates, created, bool(rule.get("optional")),
+                                      PLACEHOLDERS, placeholders, UNTIL_WORDS)
+                    created = created or kind == "create_issue"
+
+    def check_trigger(self, path: PathT, on: dict[str, Any]) -> None:
+        kinds = [k for k in ("severity_became", "field_changed", "tag_added", "sla") if k in on]
+        if len(kinds) != 1:
+            self.report(path, "on: needs exactly one trigger: {severity_became: sev1}, {field_changed: FIELD, "
+                              "to: VALUE}, {tag_added: TAG} or {sla: METRIC, event: warning|breach}")
+            return
+        kind = kinds[0]
+        allowed = {"severity_became": {"severity_became"}, "field_changed": {"field_changed", "to"},
+                   "tag_added": {"tag_added"}, "sla": {"sla", "event", "threshold"}}[kind]
+        for extra in sorted(set(on) - allowed):
+            self.report((*path, extra), f"'{extra}:' does not belong to a {kind} trigger; "
+                                        f"it takes: {', '.join(sorted(allowed))}", key=True)
+        if kind == "severity_became":
+            levels = on["severity_became"]
+            for j, level in enumerate(levels if isinstance(levels, list) else [levels]):
+                self.level_ref((*path, "severity_became", j) if isinstance(levels, list)
+                               else (*path, "severity_became"), level)
+        if kind == "sla":
+            metric = on.get("sla")
+            if not isinstance(metric, str):
+                return  # the schema reported it
+            if metric not in self.metrics:
+                self.report((*path, "sla"), f"unknown metric '{metric}'; metrics: {', '.join(self.metrics)}")
+                return
+            threshold = on.get("threshold")
+            if threshold is not None:
+                warns = [w for w in _list(_dict(self.metrics.get(metric)).get("warn")) if isinstance(w, str)]
+                if on.get("event", "breach") != "warning":
+                    self.report((*path, "threshold"), "threshold: belongs to event: warning (a breach has none)")
+                elif threshold not in warns:
+                    self.report((*path, "threshold"), f"metric '{metric}' has no warning '{threshold}'; its "
+                                                      f"warnings: {', '.join(warns) or 'none'}")
+
+    def check_until(self, path: PathT, entry: Any, on: dict[str, Any], words: Sequence[str]) -> None:
+        if isinstance(entry, str):
+            if entry not in words:
+                self.report(path, f"unknown condition '{entry}'; use {' or '.join(words)}, or a condition "
+                                  "like {status_in: [resolved]}")
+            elif entry == "clock_stopped" and "sla" not in on:
+                self.report(path, "clock_stopped needs a rule triggered by a clock (on: {sla: METRIC, ...})")
+        else:
+            self.condition(path, entry)
+
+    def check_action(self, path: PathT, kind: str, params: dict[str, Any], on: dict[str, Any],
+                     templates: dict[str, Any], created: bool, optional: bool, known: Sequence[str],
+                     placeholders: Callable[[str], list[str]], words: Sequence[str]) -> None:
+        flow = params.get("flow")
+        if isinstance(flow, str) and self.flows is not None and flow not in self.flows and not optional:
+            self.report((*path, "flow"), f"unknown flow '{flow}'; flows in the config: "
+                                         f"{', '.join(self.flows) or 'none'} (or mark the rule optional: true "
+                                         "to run it only where that flow is configured)")
+        template = params.get("template")
+        if isinstance(template, str) and template not in templates:
+            self.report((*path, "template"), f"unknown template '{template}'; templates: "
+                                             f"{', '.join(templates) or 'none (add a templates: section)'}")
+        for key in ("body", "summary", "dedup_key", "value"):
+            text = params.get(key)
+            if not isinstance(text, str):
+                continue
+            for name in placeholders(text):
+                if name not in known:
+                    self.report((*path, key), f"unknown placeholder {{{name}}}; placeholders: "
+                                              f"{', '.join('{' + k + '}' for k in known)}")
+                elif name.startswith("created.") and not created:
+                    self.report((*path, key), f"{{{name}}} needs a create_issue action before this one "
+                                              "in the same step")
+        if kind == "raise_priority":
+            if ("to" in params) == ("by" in params):
+                self.report(path, "raise_priority takes to: LEVEL or by: N (with an optional max: LEVEL)")
+            self.level_ref((*path, "to"), params.get("to"))
+            self.level_ref((*path, "max"), params.get("max"))
+        resolve_on = params.get("resolve_on")
+        for j, entry in enumerate(_list(resolve_on)):
+            self.check_until((*path, "resolve_on", j), entry, on, words)
+
+
 # --- building (the document passed every check) ---------------------------------------------------
 
 def _trigger(entry: Any) -> Trigger:
@@ -907,7 +1071,12 @@ def _build(doc: SourceDoc, calendars: Mapping[str, TimeCalendar]) -> Policy:
     for metric in metrics.values():
         conditions += [*metric.pause, *(t.condition for t in (*metric.start, *metric.stop) if t.condition)]
         conditions += [metric.applies_when] if metric.applies_when else []
-    watched = tuple(dict.fromkeys(name for c in conditions for name in c.field_names()))
+    from .escalation import build_rules  # escalation.py builds on this module's Condition
+
+    escalation = build_rules(data)
+    # History records the fields the conditions, the escalation rules and the templates read.
+    watched = tuple(dict.fromkeys([*(name for c in conditions for name in c.field_names()),
+                                   *escalation.field_names()]))
     # Comments do not change the meaning, so they do not change the version (no needless replays).
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode())
     digest.update(json.dumps(sorted((n, c.version) for n, c in calendars.items())).encode())
@@ -926,4 +1095,6 @@ def _build(doc: SourceDoc, calendars: Mapping[str, TimeCalendar]) -> Policy:
         lower_sources=tuple(_dict(severity.get("changes")).get("lower") or ()),
         watched_fields=watched,
         redaction=frozen(data.get("redaction", {})),
+        field_aliases=frozen(data.get("fields", {})),
+        escalation=escalation,
     )
