@@ -8,6 +8,7 @@ invariant breaks: a pass after quiet that still writes, a leaked internal note, 
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from collections import Counter
@@ -18,9 +19,11 @@ import structlog
 
 from .cli import open_runtime
 from .connectors.http import RetryPolicy
+from .demo_escalation import escalation_story, incident_lines
 from .sandbox import Sandbox
 from .sync.config import load_config
 from .sync.engine import Engine, PassStats
+from .sync.policy.redact import RedactionRules, post_scan
 from .sync.store import Store
 
 
@@ -56,13 +59,15 @@ def run_demo(mapping: Path, *, quiet_logs: bool = True, policy: Path | None = No
     clock = FastClock()
     with Sandbox(port=0, seed=True) as sandbox:
         config_path = sandbox.write_config(workdir / "config.yaml", store_url=f"sqlite:///{workdir / 'demo.db'}",
-                                           mapping=mapping, policy=policy)
+                                           mapping=mapping, policy=policy,
+                                           escalation_mapping=mapping.with_name("zendesk-github.yaml"))
         config = load_config(config_path, env=sandbox.credentials())
         runtime = open_runtime(config, sandbox.credentials(), retry=RetryPolicy(attempts=6, max_delay=2), now=clock)
         store, flows, engine = runtime.store, runtime.flows, runtime.engine()
         tickets = len(sandbox.zendesk.tickets())
         print(f"Sandbox: Zendesk {sandbox.zendesk.base_url} with {tickets} seeded tickets, "
-              f"Jira {sandbox.jira.base_url} (empty). Store: {store.safe_url}")
+              f"Jira {sandbox.jira.base_url} (empty), GitHub {sandbox.github.base_url} (empty), "
+              f"PagerDuty {sandbox.pagerduty.base_url}. Store: {store.safe_url}")
 
         first, second, third = PassStats(), PassStats(), PassStats()
         passes = sync_until_quiet(engine, first)
@@ -75,7 +80,12 @@ def run_demo(mapping: Path, *, quiet_logs: bool = True, policy: Path | None = No
         print(f"\n3. Sync after the changes: quiet after {passes} pass(es).")
 
         print("\n4. SLA clocks (the demo winds the SLA clock forward instead of waiting):")
-        for line in sla_story(sandbox, store, engine, clock, third):
+        outage, lines = sla_story(sandbox, store, engine, clock, third)
+        for line in lines + incident_lines(sandbox, store, outage):
+            print(f"   - {line}")
+
+        print("\n5. Escalation to engineering:")
+        for line in escalation_story(sandbox, store, engine, third, sync_until_quiet):
             print(f"   - {line}")
 
         problems = check_invariants(sandbox, store, engine)
@@ -129,11 +139,24 @@ def check_invariants(sandbox: Sandbox, store: Store, engine: Engine) -> list[str
     mirrored = Counter(line for issue in sandbox.jira.issues() for c in issue["fields"]["comment"]["comments"]
                        for line in [str(c["body"])] if "[tb:" in line)
     problems += ["a comment was mirrored twice" for n in mirrored.values() if n > 1]
+    github = [i for i in sandbox.github.issues(sandbox.github.repo_names[0]) if "pull_request" not in i]
+    origins = Counter(re.findall(r"<!-- ticketbridge: (\S+) -->", i["body"] or "")[0] for i in github)
+    problems += [f"duplicate GitHub issues for {m}" for m, n in origins.items() if n > 1]
+    rules = RedactionRules()
+    for issue in github:  # nothing the scanner recognises as personal data may reach engineering
+        texts = [issue["title"], issue["body"] or "", *(c["body"] for c in sandbox.github.comments(
+            sandbox.github.repo_names[0], issue["number"]))]
+        found = sorted({f.kind for text in texts for f in post_scan(text, rules)})
+        problems += [f"personal data ({', '.join(found)}) in GitHub issue #{issue['number']}"] if found else []
+    pages = Counter(i["dedup_key"] for i in sandbox.pagerduty.incidents())
+    problems += [f"paged twice for {key}" for key, n in pages.items() if n > 1]
     return problems
 
 
-def sla_story(sandbox: Sandbox, store: Store, engine: Engine, clock: FastClock, stats: PassStats) -> list[str]:
-    """A customer reports an outage; nobody answers; the 15-minute first response warns, then breaches."""
+def sla_story(sandbox: Sandbox, store: Store, engine: Engine, clock: FastClock,
+              stats: PassStats) -> tuple[int, list[str]]:
+    """A customer reports an outage; nobody answers; the 15-minute first response warns, then
+    breaches. Returns the outage ticket's id and the story."""
     zendesk, lines = sandbox.zendesk, []
     customer = zendesk.add_user("Erika Kunde", "erika.kunde@example.com")
     ticket = zendesk.add_ticket(subject="Checkout down for all EU customers", priority="urgent",
@@ -157,7 +180,7 @@ def sla_story(sandbox: Sandbox, store: Store, engine: Engine, clock: FastClock, 
         jira_state = sandbox.jira.issue(link.right_id)["fields"].get(_jira_field(sandbox, "SLA state"))
         lines.append(f"{what}: {'; '.join(fired) or 'nothing fired'}; SLA state now "
                      f"{_zd_field(sandbox, ticket['id'], 'SLA state')!r} on Zendesk, {jira_state!r} on Jira")
-    return lines
+    return ticket["id"], lines
 
 
 def _zd_field(sandbox: Sandbox, ticket_id: int, title: str) -> object:
@@ -202,6 +225,9 @@ def print_report(store: Store, first: PassStats, second: PassStats, third: PassS
         print(f"    {line}")
     print(f"SLA breaches after that   {len(story_sla.breaches)}")
     for line in story_sla.breaches:
+        print(f"    {line}")
+    print(f"escalation actions        {len(total.escalations)}")
+    for line in total.escalations:
         print(f"    {line}")
     for flow in flows:
         print(f"requests                  {flow.left.name} {flow.left.requests_made}, "

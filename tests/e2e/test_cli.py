@@ -207,3 +207,24 @@ def test_demo_runs_end_to_end_and_prints_the_report() -> None:
     story = result.stdout[result.stdout.index("4. SLA clocks"):]
     assert re.search(r"first response due \S+Z on Zendesk, \S+ on Jira ENG-\d+", story)
     assert "SLA state now 'breached' on Zendesk, 'breached' on Jira" in story
+    # Escalation: the outage is a Sev1 incident with one page; an L2 ticket becomes a GitHub issue
+    # without personal data; an incomplete one is held back with a note naming what is missing and
+    # goes on once filled in; closing the issue reaches both tickets linked to it.
+    assert re.search(r"Sev1 #\d+: Jira ENG-\d+ labelled [^;]*incident[^;]*; PagerDuty incidents: zd-\d+-sev1-incident "
+                     r"\(triggered\)", story)
+    chapter = result.stdout[result.stdout.index("5. Escalation to engineering"):report_start(result.stdout)]
+    body = "\n".join(line for line in chapter.splitlines() if "    | " in line)
+    assert "[REDACTED:phone]" in body and "[REDACTED:email]" in body
+    assert body.count("[REDACTED:requester_identity]") == 2 and "Jane" not in body and "ACME" not in body
+    assert re.search(r"\| Zendesk #\d+$", body, re.MULTILINE)
+    assert re.search(r"held back \(GitHub issue: none\); internal note: .*missing Date observed, Steps to "
+                     r"reproduce, Device/OS, Browser", chapter)
+    assert re.search(r"fills in the missing fields of #\d+ -> GitHub acme/app#2 created", chapter)
+    assert re.search(r"linked tickets: #\d+, #\d+", chapter)
+    closes = re.findall(r"engineering closes acme/app#1 -> Zendesk #\d+ is solved; internal note: GitHub issue "
+                        r"acme/app#1 is now closed \(completed\)", chapter)
+    assert len(closes) == 2
+
+
+def report_start(stdout: str) -> int:
+    return stdout.index("=== ticketbridge demo report ===")

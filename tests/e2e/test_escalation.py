@@ -34,13 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "mappings" / "policy.yaml"
 FLOWS = [("zendesk-jira", "zendesk", "jira"), ("zendesk-github", "zendesk", "github")]
 TYPES = {"zendesk": "zendesk", "jira": "jira", "github": "github"}
-# The custom fields the shipped policy's `fields:` section names, as a real account would have them.
-ZD_FIELDS = [*DEFAULT_CUSTOM_FIELDS,
-             *({"id": i, "type": kind, "title": title} for i, kind, title in (
-                 (360004, "text", "Support level"), (360005, "checkbox", "Incident active"),
-                 (360006, "checkbox", "Incident mitigated"), (360007, "text", "RCA URL"),
-                 (360008, "text", "Date observed"), (360009, "textarea", "Steps to reproduce"),
-                 (360011, "text", "Device/OS"), (360012, "text", "Browser")))]
+# The emulator's default fields include those the shipped policy's `fields:` section names.
+ZD_FIELDS = DEFAULT_CUSTOM_FIELDS
 SUPPORT_LEVEL, INCIDENT_ACTIVE, INCIDENT_MITIGATED, SEVERITY = 360004, 360005, 360006, 360003
 FAST = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.05)
 
@@ -66,12 +61,15 @@ class FakeEngine:
     issues: dict[tuple[str, str], Link] = field(default_factory=dict)
     timeouts_after_create: int = 0  # the issue is created, then the answer is lost
     error: TrackerError | None = None
+    blocked: str | None = None  # the post-scan found personal data: nothing is created
 
     def escalate(self, flow: str, ticket_id: str, *, extra_fields: Mapping[str, Any] | None = None,
                  appendix: str | None = None) -> Escalated:
         self.calls.append((flow, ticket_id, extra_fields, appendix))
         if self.error is not None:
             raise self.error
+        if self.blocked is not None:
+            return Escalated(None, False, self.blocked)
         created = (flow, ticket_id) not in self.issues
         if created:
             n = len(self.issues) + 1
@@ -179,6 +177,37 @@ def test_sev1_escalates_once_even_when_the_trigger_is_seen_twice(desk: Desk) -> 
     assert {r.state for r in desk.rows(ticket)} == {DONE}
 
 
+def test_the_first_start_acts_on_the_last_day_only(desk: Desk) -> None:
+    """A desk's first sync reads its whole past: a Sev1 from two weeks ago is history, one from this
+    morning is an incident going on now. Later, nothing is skipped (a restart after downtime)."""
+    old = desk.zendesk.add_ticket(subject="Old outage", priority="urgent", status="open",
+                                  created_at=desk.clock.now - timedelta(days=14))
+    today = desk.zendesk.add_ticket(subject="Outage now", priority="urgent", status="open",
+                                    created_at=desk.clock.now - timedelta(hours=3))
+    desk.sync(str(old["id"]), str(today["id"]))
+    assert [call[1] for call in desk.engine.calls] == [str(today["id"])]
+    desk.clock.advance(days=3)  # the bridge was down; a ticket escalated meanwhile still counts
+    late = desk.zendesk.add_ticket(subject="Outage during downtime", priority="urgent", status="open",
+                                   created_at=desk.clock.now - timedelta(days=2))
+    desk.sync(str(late["id"]))
+    assert [call[1] for call in desk.engine.calls] == [str(today["id"]), str(late["id"])]
+
+
+def test_an_escalation_blocked_for_personal_data_waits_for_an_edit(desk: Desk) -> None:
+    desk.engine.blocked = "pii_detected: url_query_tokens"
+    ticket = desk.ticket(priority="urgent")
+    lines = desk.sync(ticket)
+    create = desk.rows(ticket, "sev1-incident")[0]
+    assert create.state == WAITING and any("blocked (pii_detected: url_query_tokens)" in line for line in lines)
+    desk.clock.advance(minutes=5)
+    desk.sync(ticket)
+    assert len(desk.engine.calls) == 1  # unchanged ticket: the same text would be blocked again
+    desk.engine.blocked = None  # the agent removes the link with the token from the description
+    desk.set(ticket, subject="Checkout fails (link removed)")
+    desk.sync(ticket)
+    assert len(desk.engine.calls) == 2 and desk.rows(ticket, "sev1-incident")[0].state == DONE
+
+
 def test_escalation_notes_do_not_count_as_a_reply(desk: Desk) -> None:
     ticket = desk.ticket(priority="urgent")
     desk.sync(ticket)
@@ -264,8 +293,9 @@ def test_an_incomplete_l2_ticket_gets_one_note_and_goes_on_once_filled_in(desk: 
     assert len(desk.engine.calls) == 1
     flow, _, extra, appendix = desk.engine.calls[0]
     assert flow == "zendesk-github" and extra == {"labels": ["from-support"]}
-    assert appendix == ("Severity: sev3\nSubject: Checkout fails\nDate observed: 2026-11-20\n"
-                        "Description: Payment page errors\nSteps to reproduce: 1. open checkout 2. pay\n"
+    # Subject and description are the issue's title and body already.
+    assert appendix == ("Severity: sev3\nDate observed: 2026-11-20\n"
+                        "Steps to reproduce: 1. open checkout 2. pay\n"
                         "Environment: production\nDevice/OS: Windows 11\nBrowser: Firefox 133")
     assert [n["body"].split("\n")[0] for n in desk.notes(ticket)][1] == "Escalated to engineering as ENG-1:"
     assert len(desk.notes(ticket)) == 2
@@ -278,7 +308,7 @@ def test_sev2_is_never_held_back_by_the_template(desk: Desk) -> None:
     desk.sync(ticket)
     assert len(desk.engine.calls) == 1
     appendix = desk.engine.calls[0][3] or ""
-    assert "Date observed: not provided" in appendix and "Subject: Checkout fails" in appendix
+    assert "Date observed: not provided" in appendix and "Browser: not provided" in appendix
     assert all("waiting for the ticket template" not in n["body"] for n in desk.notes(ticket))
 
 

@@ -67,10 +67,11 @@ def test_the_first_start_skips_history_recorded_before(store: Store) -> None:
     outbox = Outbox(store)
     last = outbox.last_ids()
     assert last[0] > 0 and outbox.cursors() == (0, 0)  # reading where history ends writes nothing
-    outbox.start_cursors_at(*last)
+    assert outbox.started_at() is None
+    outbox.start_cursors_at(*last, T0)
     assert outbox.cursors() == last and outbox.ticket_events_after(last[0]) == []
-    outbox.start_cursors_at(0, 0)  # only the first start sets them
-    assert outbox.cursors() == last
+    outbox.start_cursors_at(0, 0, T0 + timedelta(days=3))  # only the first start sets them
+    assert outbox.cursors() == last and outbox.started_at() == T0
 
 
 def test_scan_reads_events_after_the_cursor_with_their_previous_value(store: Store) -> None:

@@ -549,7 +549,7 @@ class _FlowPass:
         target = TRACKER_TITLES.get(self.flow.right.type, self.flow.right.name)
         text = (f"ticketbridge did not send this ticket to {target} (flow {self.flow.name}): after "
                 f"redaction its text still contains personal data ({', '.join(kinds)}). Remove it from the "
-                "ticket or have an admin extend the redaction rules, then run `ticketbridge failures retry`.")
+                "ticket (an escalation then tries again by itself) or have an admin extend the redaction rules.")
         self._push("left", ticket.id, (AddComment(with_comment_marker(text, ref), False, ref),))
 
     def _push(self, side: Side, item_id: str | None, ops: tuple[Operation, ...]) -> PushResult:

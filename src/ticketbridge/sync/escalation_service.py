@@ -20,6 +20,8 @@ have landed (a timeout) is looked up by its marker before it is posted again.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -54,6 +56,7 @@ RETRY_FIRST = timedelta(seconds=30)  # doubled per attempt
 RETRY_MAX = timedelta(hours=1)
 MAX_ATTEMPTS = 8
 SCAN_BATCH = 500  # events read per transaction of the trigger scan
+FIRST_START_LOOKBACK = timedelta(days=1)  # how far before the first start a trigger still counts
 DEFAULT_DEDUP_KEY = "zd-{ticket.id}-{rule}-c{cycle}"
 DEFAULT_SUMMARY = "{ticket.key} ({severity}): escalation {rule}"
 SOLVED_STATUSES = ("solved", "closed")
@@ -128,7 +131,7 @@ class EscalationService:
         now = self.now()
         lines: list[str] = []
         if self._start_ids is not None:
-            self.outbox.start_cursors_at(*self._start_ids)
+            self.outbox.start_cursors_at(*self._start_ids, now)
             self._start_ids = None
         self.scan()
         self._states = {}
@@ -153,6 +156,10 @@ class EscalationService:
     def _scan_batch(self) -> tuple[int, bool]:
         """One batch of events: (rows added, whether more events may be waiting)."""
         ticket_cursor, sla_cursor = self.outbox.cursors()
+        started = self.outbox.started_at()
+        # The first sync of a desk reads its whole past: what happened before the first start (less
+        # a day, for the incidents going on right now) is history, not a reason to act.
+        horizon = started - FIRST_START_LOOKBACK if started else None
         planned: list[PlannedAction] = []
         states: dict[tuple[str, str], TicketState | None] = {}
 
@@ -164,6 +171,8 @@ class EscalationService:
         events = self.outbox.ticket_events_after(ticket_cursor, SCAN_BATCH)
         for tracker, item_id, event in events:
             if event.kind not in ("severity", "field", "tags") or self.types.get(tracker) not in DESK_TYPES:
+                continue
+            if horizon is not None and event.at < horizon:
                 continue
             ticket = state(tracker, item_id)
             if ticket is None:
@@ -179,7 +188,8 @@ class EscalationService:
             planned += plan(self.rules, trigger, ticket)
         sla_events = self.outbox.sla_events_after(sla_cursor, SCAN_BATCH)
         for _, sla in sla_events:
-            if sla.kind not in ("warning", "breach"):
+            if sla.kind not in ("warning", "breach") or (
+                    horizon is not None and (sla.nominal_at or sla.recorded_at) < horizon):
                 continue
             ticket = state(sla.tracker, sla.item_id)
             if ticket is None:
@@ -240,6 +250,9 @@ class EscalationService:
             if waiting == "template":
                 template = self.rules.templates.get(str(row.params.get("template")))
                 if template is None or not self._blocking(template, ticket):
+                    self.outbox.update(row.id, state=PENDING, due_at=now)
+            elif waiting == "edit":
+                if _digest(ticket.facts) != (row.result or {}).get("facts"):
                     self.outbox.update(row.id, state=PENDING, due_at=now)
             elif waiting == "group":
                 earlier = [r for r in self.outbox.rows(group_key=row.group_key) if r.position < row.position]
@@ -369,8 +382,11 @@ class EscalationService:
         escalated = engine.escalate(flow, row.item_id, extra_fields=dict(fields) if fields else None,
                                     appendix=appendix)
         if getattr(escalated, "blocked", None):
-            # The engine found personal data after redaction and did not create the issue; it says why.
-            raise Permanent(flow, f"creation blocked: {escalated.blocked}")
+            # The engine found personal data after redaction, created nothing and left a note saying
+            # so. The escalation waits for the ticket to be edited, then tries again.
+            return _Outcome(WAITING, {**result, "waiting": "edit", "blocked": escalated.blocked,
+                                      "facts": _digest(ticket.facts)},
+                            f"{row.item_key} {row.rule}: blocked ({escalated.blocked}); waits for an edit")
         link = escalated.link
         if link is None:
             raise Permanent(flow, "the engine created no link")
@@ -506,3 +522,8 @@ def _new_action(p: PlannedAction) -> NewAction:
     return NewAction(key=p.key, group_key=p.group, position=p.position, rule=p.rule, step=p.step, kind=p.kind,
                      tracker=p.tracker, item_id=p.ticket_id, item_key=p.ticket_key, params=dict(p.params),
                      context=context, until=[u.raw for u in p.until], due_at=p.due_at)
+
+
+def _digest(facts: Mapping[str, Any]) -> str:
+    """A fingerprint of the ticket's observed values: tells whether it was edited since."""
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]

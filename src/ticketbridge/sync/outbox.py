@@ -193,18 +193,27 @@ class Outbox:
                            for t in (ticket_events_t, sla_events_t))
         return ticket, sla
 
-    def start_cursors_at(self, ticket_id: int, sla_id: int) -> None:
-        """Set the cursors unless they exist: on the first start, rules apply from then on. Events
-        recorded before escalations were switched on (a store that synced for months) must not
-        fire a year of escalations at once."""
+    def start_cursors_at(self, ticket_id: int, sla_id: int, now: datetime) -> None:
+        """Set the cursors and the first start's instant unless they exist: on the first start,
+        rules apply from then on. Events recorded before escalations were switched on (a store that
+        synced for months) must not fire a year of escalations at once."""
         with self._engine.begin() as conn:
-            for scope, value in (("ticket_events", ticket_id), ("sla_events", sla_id)):
+            for scope, value in (("ticket_events", str(ticket_id)), ("sla_events", str(sla_id)),
+                                 ("started", now.astimezone(UTC).isoformat())):
                 if conn.execute(sa.select(cursors_t.c.value).where(
                         cursors_t.c.tracker == CURSOR_TRACKER, cursors_t.c.scope == scope)).first() is None:
                     self._set_cursor(conn, scope, value)
 
+    def started_at(self) -> datetime | None:
+        """When escalations first ran on this store (None before the first run)."""
+        t = cursors_t
+        with self._engine.begin() as conn:
+            value = conn.execute(sa.select(t.c.value).where(t.c.tracker == CURSOR_TRACKER, t.c.scope == "started")
+                                 ).scalar_one_or_none()
+        return datetime.fromisoformat(value) if value else None
+
     @staticmethod
-    def _set_cursor(conn: Connection, scope: str, value: int) -> None:
+    def _set_cursor(conn: Connection, scope: str, value: int | str) -> None:
         stmt = _insert(conn, cursors_t).values(tracker=CURSOR_TRACKER, scope=scope, value=str(value),
                                                updated_at=_now())
         conn.execute(stmt.on_conflict_do_update(index_elements=["tracker", "scope"],

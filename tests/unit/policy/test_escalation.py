@@ -228,7 +228,7 @@ def test_template_lists_missing_fields_and_marks_them_not_provided(policy: Polic
     fields = {"subject": "Login fails", "date_observed": "", "custom_fields.360011": None}
     assert missing_fields(template, fields) == ["date_observed", "device_os"]
     assert template_appendix(template, fields) == (
-        "Subject: Login fails\nDate observed: not provided\nDevice/OS: not provided")
+        "Date observed: not provided\nDevice/OS: not provided")  # the subject is the issue's title
     complete = {**fields, "date_observed": "2026-11-20", "custom_fields.360011": "macOS 15"}
     assert missing_fields(template, complete) == []
     assert "Device/OS: macOS 15" in template_appendix(template, complete)
@@ -275,8 +275,10 @@ def test_shipped_policy_has_the_sev1_hygiene_rules() -> None:
     shipped, problems = check_policy(SHIPPED, flows=["zendesk-jira", "zendesk-github"])
     assert problems == [] and shipped is not None
     rules = {r.id: r for r in shipped.escalation.rules}
-    assert list(rules) == ["sev1-incident", "l2-to-github", "outage-update-reminder", "outage-update-overdue",
-                           "resolution-breach-raise"]
+    assert list(rules) == ["sev1-incident", "l2-to-github", "follow-known-bug", "outage-update-reminder",
+                           "outage-update-overdue", "resolution-breach-raise"]
+    follow = rules["follow-known-bug"]
+    assert follow.on.kind == "field_changed" and [a.kind for a in follow.steps[0].actions] == ["attach", "comment"]
     incident = rules["sev1-incident"]
     assert incident.on.kind == "severity_became" and incident.on.values == ("sev1",)
     assert [a.kind for a in incident.steps[0].actions] == ["create_issue", "page", "comment"]

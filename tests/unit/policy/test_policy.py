@@ -133,7 +133,8 @@ def test_shipped_policy_loads(shipped: Policy) -> None:
     # The metrics' fields, plus what the escalation rules and the l2 template read.
     assert set(shipped.watched_fields) == {"incident_active", "incident_mitigated", "rca_url", "support_level",
                                            "custom_fields.360003", "subject", "date_observed", "description",
-                                           "steps_to_reproduce", "environment", "device_os", "browser"}
+                                           "steps_to_reproduce", "environment", "device_os", "browser",
+                                           "engineering_issue"}
     assert shipped.native_field("incident_active", "zendesk") == "custom_fields.360005"
     assert shipped.lower_sources == ("zendesk_agent",)
     with pytest.raises(TypeError):

@@ -62,6 +62,7 @@ DEFAULT_CUSTOM_FIELDS: list[JSON] = [
     {"id": 360009, "type": "textarea", "title": "Steps to reproduce"},
     {"id": 360011, "type": "text", "title": "Device / OS"},
     {"id": 360012, "type": "text", "title": "Browser"},
+    {"id": 360013, "type": "text", "title": "Engineering issue"},
     # Written by ticketbridge's SLA clocks (read-only for agents in a real account).
     {"id": 360100, "type": "text", "title": "First response due"},
     {"id": 360101, "type": "text", "title": "Resolution due"},

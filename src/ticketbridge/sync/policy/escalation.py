@@ -277,10 +277,16 @@ def missing_fields(template: Template, fields: Mapping[str, Any]) -> list[str]:
     return [key for key, name in template.required if not is_set(fields.get(name))]
 
 
+# Every flow carries these as the issue's own title and body: the appendix does not repeat them.
+CARRIED_FIELDS = ("subject", "description")
+
+
 def template_appendix(template: Template, fields: Mapping[str, Any]) -> str:
     """The template's values as issue text, "not provided" for the missing ones."""
     lines = []
     for key, name in template.required:
+        if name in CARRIED_FIELDS:
+            continue
         value = fields.get(name)
         text = ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value) if is_set(value) else ""
         lines.append(f"{template.label(key)}: {text.strip() or 'not provided'}")
