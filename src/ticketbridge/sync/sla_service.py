@@ -18,11 +18,11 @@ import structlog
 
 from ..connectors.base import Connector
 from ..connectors.errors import AuthError, TrackerError
-from .model import Item, Update, iso_utc
-from .policy.history import MANAGED_TAGS, history_event, observe
+from .model import AddComment, Item, Update, iso_utc, with_comment_marker
+from .policy.history import MANAGED_TAGS, history_event, observe, severity_value
 from .policy.policy import Policy
 from .policy.sla import TicketSla, compute_clocks
-from .store import Store
+from .store import Store, TicketEvent
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +71,10 @@ class SlaService:
             self._bridge_writes.setdefault((tracker, item_id), {}).update(fields)
 
     def observe(self, item: Item) -> None:
-        if not self.is_desk(item.tracker) or item.comments is None:
+        if not self.is_desk(item.tracker):
+            self._observe_engineering(item)
+            return
+        if item.comments is None:
             return
         key = (item.tracker, item.id)
         previous = self.store.sla_ticket(*key)
@@ -79,6 +82,28 @@ class SlaService:
                                    self._bridge_writes.pop(key, None))
         self.store.record_observation(item.tracker, item.id, item.key, observed, events)
         self._dirty[key] = None
+
+    def _observe_engineering(self, item: Item) -> None:
+        """An engineering issue's severity (a label such as severity:sev3, or a field) that differs
+        from what we wrote is a request to change its ticket's severity: it joins the ticket's
+        history from that tracker and the ratchet decides (sla-semantics E11). Our field writer then
+        sees the difference and writes the ticket's level back when the request was refused."""
+        ttype = self.types.get(item.tracker, "")
+        target = (self.policy.sla_fields.get(ttype) or {}).get("severity")
+        claimed = read_sla_field(target, item.fields) if isinstance(target, str) else None
+        if target is None or not claimed:
+            return
+        ref = f"{item.tracker}:{item.id}"
+        for flow, left, right in self.flows:
+            link = self.store.link_for(flow, "right", item.id) if right == item.tracker else None
+            ticket = self.store.sla_ticket(left, link.left_id) if link is not None else None
+            if link is None or ticket is None or (ticket.written.get(ref) or {}).get(target) == claimed:
+                continue  # not a primary link's issue, or it still shows what we wrote
+            event = TicketEvent(ref=f"severity:{ref}:{item.version}", at=item.updated_at, kind="severity",
+                                value=severity_value(str(claimed), ()), source=ttype)
+            self.store.record_observation(left, link.left_id, ticket.item_key, ticket.observed, [event])
+            self.store.record_sla_written(left, link.left_id, ref, {target: claimed})
+            self._dirty[(left, link.left_id)] = None
 
     # -- decide, push, commit ------------------------------------------------------------------
     def settle(self) -> SlaStats:
@@ -133,6 +158,7 @@ class SlaService:
                 stats.warnings.append(line)
         next_fire = sla.next_fire_at
         try:
+            self._explain_refusals(tracker, item_id, sla, now)
             stats.fields_written += self._write_fields(tracker, item_id, ticket.written, sla)
         except AuthError:
             raise
@@ -165,19 +191,69 @@ class SlaService:
             changed = {k: v for k, v in desired.items() if last.get(k) != v}
             if not changed:
                 continue
-            push = dict(changed)
+            push = {k: v for k, v in changed.items() if not k.startswith(LABEL_PREFIX)}
             if "tags" in push:
                 push["tags"] = self._merged_tags(connector, target_id, changed["tags"])
+            labels = {k: v for k, v in changed.items() if k.startswith(LABEL_PREFIX)}
+            if labels:
+                push["labels"] = self._merged_labels(connector, target_id, labels)
             connector.push(target_id, [Update(push)])
             self.store.record_sla_written(tracker, item_id, ref, changed)
             log.info("sla.fields_written", tracker=target_tracker, item=target_id, fields=sorted(changed))
             count += len(changed)
         return count
 
+    def _explain_refusals(self, tracker: str, item_id: str, sla: TicketSla, now: datetime) -> None:
+        """One internal note per severity change the ratchet refused. Posted before it is recorded,
+        and looked for before it is posted, so a crash in between neither loses nor repeats it."""
+        for event in sla.severity_rejected:
+            label = f"{event.source}:{iso_utc(event.at)}:{event.value}"
+            if any(e.kind == "severity_refused" and e.threshold == label
+                   for e in self.store.sla_events(tracker, item_id)):
+                continue
+            connector = self.connectors[tracker]
+            marker = f"ticketbridge:severity_refused/{label.replace(' ', '_')}"
+            ticket = connector.with_comments(connector.fetch(item_id))
+            if not any(c.mirrored_from == marker for c in ticket.comments or ()):
+                allowed = ", ".join(self.policy.lower_sources) or "nobody"
+                text = (f"Severity {event.value} from {event.source or 'unknown'} refused: only {allowed} may "
+                        f"lower this ticket's severity ({sla.severity}). The {event.source} value was set back "
+                        "and the SLA clocks did not change.")
+                connector.push(item_id, [AddComment(with_comment_marker(text, marker), False, marker)])
+            self.store.record_sla_event(tracker, item_id, "severity", 0, "severity_refused", label, event.at, now,
+                                        {"value": event.value, "source": event.source})
+            log.info("sla.severity_refused", tracker=tracker, item=item_id, value=event.value, source=event.source)
+
+    def _merged_labels(self, connector: Connector, item_id: str, targets: Mapping[str, Any]) -> list[str]:
+        # Labels are one list too: replace only the labels of our templates, keep the engineers' ones.
+        labels = list(connector.fetch(item_id).fields.get("labels") or ())
+        for target, value in targets.items():
+            template = target[len(LABEL_PREFIX):]
+            prefix = template.split("{value}")[0]
+            labels = [label for label in labels if not str(label).startswith(prefix)]
+            if value:
+                labels.append(template.replace("{value}", str(value)))
+        return labels
+
     def _merged_tags(self, connector: Connector, item_id: str, ours: list[str]) -> list[str]:
         # Tags are one list on Zendesk: keep the agents' tags, replace only the ones we manage.
         current = set(connector.fetch(item_id).fields.get("tags") or ())
         return sorted((current - MANAGED_TAGS) | set(ours))
+
+
+# A target written "label:<prefix>{value}" is one label of the issue, e.g. "label:severity:{value}"
+# keeps exactly one severity:<level> label on a GitHub issue (trackers without custom fields).
+LABEL_PREFIX = "label:"
+
+
+def read_sla_field(target: str, fields: Mapping[str, Any]) -> str | None:
+    """The value an engineering item shows in an SLA field target (see LABEL_PREFIX)."""
+    if target.startswith(LABEL_PREFIX):
+        prefix = target[len(LABEL_PREFIX):].split("{value}")[0]
+        found = [str(label)[len(prefix):] for label in fields.get("labels") or () if str(label).startswith(prefix)]
+        return found[0] if len(found) == 1 else None
+    value = fields.get(target)
+    return value.get("value") if isinstance(value, dict) else None if value is None else str(value)
 
 
 def sla_values(sla: TicketSla) -> dict[str, str | None]:
