@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .cycles import describe, field_cycles
 from .mapping import FlowMapping, check_mapping
 from .policy.policy import Policy, check_policy
 from .yamlsource import ConfigError, Problem, SourceDoc, load_schema, read_yaml, schema_problems
@@ -177,7 +178,7 @@ def _check_config(path: Path, env: Mapping[str, str]) -> tuple[Config | None, li
         return None, problems
     trackers = _trackers(data)
     flows, mapping_problems = _flows(doc, path.parent, trackers)
-    problems += mapping_problems
+    problems += mapping_problems or _cycle_problems(doc, flows)
     policy = None
     if "sla" in data:
         policy_path = path.parent / data["sla"]["policy"]
@@ -203,6 +204,16 @@ def _check_config(path: Path, env: Mapping[str, str]) -> tuple[Config | None, li
         policy=policy,
         paging=_paging(data.get("paging")),
     ), []
+
+
+def _cycle_problems(doc: SourceDoc, flows: list[FlowConfig]) -> list[Problem]:
+    """A field that could travel around a ring of flows back to itself (see sync/cycles.py),
+    reported at the first flow of the ring."""
+    index = {flow.name: i for i, flow in enumerate(flows)}
+    return [doc.problem(("flows", index[cycle[0].flow]),
+                        f"field cycle: {describe(cycle)}: a change could travel around it back to where it "
+                        "came from; make one of these pairs one-way (direction) or remove it")
+            for cycle in field_cycles((flow.name, flow.mapping) for flow in flows)]
 
 
 def _paging(spec: Mapping[str, Any] | None) -> PagingConfig | None:
