@@ -148,6 +148,8 @@ def check_invariants(sandbox: Sandbox, store: Store, engine: Engine) -> list[str
             sandbox.github.repo_names[0], issue["number"]))]
         found = sorted({f.kind for text in texts for f in post_scan(text, rules)})
         problems += [f"personal data ({', '.join(found)}) in GitHub issue #{issue['number']}"] if found else []
+    noops = {name: e.noop_writes for name, e in sandbox.emulators.items() if e.noop_writes}
+    problems += [f"{n} write(s) to {name} changed nothing (echo)" for name, n in noops.items()]
     pages = Counter(i["dedup_key"] for i in sandbox.pagerduty.incidents())
     problems += [f"paged twice for {key}" for key, n in pages.items() if n > 1]
     return problems

@@ -130,6 +130,8 @@ class EmulatorServer:
         self.budget = RateBudget(rate_limit_per_minute)
         self.lock = threading.RLock()  # guards the emulator's state
         self.request_log: list[tuple[str, str, int]] = []  # (method, path, status)
+        # API writes that changed nothing: a sync that writes a value the item already has is an echo.
+        self.noop_writes = 0
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self.routes()
         self._httpd = ThreadingHTTPServer((host, port), self._handler_class())

@@ -822,8 +822,9 @@ class GitHubEmulator(EmulatorServer):
             self._emit_issue(repo, issue, "assigned", actor, assignee=self._user_json(login))
         return issue
 
-    def _update(self, repo: Repo, issue: Issue, spec: Json, actor: str) -> None:
-        """Apply a PATCH body. Everything is validated before anything changes."""
+    def _update(self, repo: Repo, issue: Issue, spec: Json, actor: str) -> bool:
+        """Apply a PATCH body. Everything is validated before anything changes. True when
+        something changed."""
         events: list[tuple[str, Json]] = []
         changes: Json = {}
         title = spec.get("title")
@@ -887,6 +888,7 @@ class GitHubEmulator(EmulatorServer):
             self._touch(issue)
         for action, extra in events:
             self._emit_issue(repo, issue, action, actor, **extra)
+        return bool(events)
 
     def _set_labels(self, repo: Repo, issue: Issue, labels: list[Label], actor: str) -> None:
         removed = [label for label in issue.labels if label not in labels]
@@ -989,7 +991,8 @@ class GitHubEmulator(EmulatorServer):
     def _update_issue(self, request: Request) -> Response:
         repo = self._repo(request)
         issue = self._issue(repo, request.params["issue_number"])
-        self._update(repo, issue, self._body(request, required=False), self._actor())
+        if not self._update(repo, issue, self._body(request, required=False), self._actor()):
+            self.noop_writes += 1
         return Response(200, self._issue_json(repo, issue))
 
     def _list_comments(self, request: Request) -> Response:

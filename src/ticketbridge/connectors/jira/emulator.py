@@ -827,6 +827,8 @@ class JiraEmulator(EmulatorServer):
         issue.__dict__.update(draft.__dict__)
         if self._snapshot(issue) != before:
             issue.updated = self.clock()
+        else:
+            self.noop_writes += 1
         if request.arg("returnIssue") == "true":
             return Response(200, self._issue_json(issue, api))
         return Response(204)
@@ -860,6 +862,8 @@ class JiraEmulator(EmulatorServer):
         if errors:
             raise bad_request([], errors)
         issue.__dict__.update(draft.__dict__)
+        if transition.target == issue.status and not values:
+            self.noop_writes += 1  # a looped transition to where the issue already is
         self._move(issue, transition)
         return Response(204)
 

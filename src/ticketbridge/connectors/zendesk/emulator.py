@@ -485,6 +485,8 @@ class ZendeskEmulator(EmulatorServer):
     def _update_ticket(self, request: Request) -> Response:
         ticket = self._get_ticket(request.params["id"])
         audit = self._update(ticket, self._ticket_spec(request), self.agent["id"], self.clock())
+        if not audit["events"]:
+            self.noop_writes += 1
         return Response(200, {"ticket": self._public(ticket), "audit": audit})
 
     def _list_tickets(self, request: Request) -> Response:
