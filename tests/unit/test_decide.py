@@ -231,6 +231,24 @@ def test_comment_is_mirrored_once_and_mirrors_are_never_mirrored_back(mapping: F
     assert recorded.writes == 0 and recorded.adopted_comments == ()
 
 
+def test_a_mirror_travels_on_along_a_chain_but_never_back_and_notes_stay(mapping: FlowMapping) -> None:
+    """The same zendesk-jira table read as a chain hop: a Jira comment that is itself a mirror of a
+    ClickUp comment goes on to Zendesk; a mirror of a Zendesk reply never goes back there; notes
+    ticketbridge wrote itself (status, escalation) never travel."""
+    snapshot = agreed_snapshot(mapping)
+    right = replace(issue(), comments=(
+        Comment("60", "from planning", True, "bot", T0, mirrored_from="clickup:abc1"),
+        Comment("61", "reply", True, "bot", T0, mirrored_from="zendesk:1"),
+        Comment("62", "GitHub issue acme/app#1 is now closed", False, "bot", T0,
+                mirrored_from="github:acme/app#1/status/1"),
+        Comment("63", "Escalated to engineering", False, "bot", T0, mirrored_from="escalation:k1")))
+    left = replace(ticket(), comments=(Comment("1", "reply", True, "a", T0),))
+    decision = decide_pair(mapping, left, right, snapshot, {"zendesk:1"}, TRANSITIONS)
+    to_desk = [op for op in decision.ops["left"] if isinstance(op, AddComment)]
+    assert [op.source_id for op in to_desk] == ["jira:60"]
+    assert to_desk[0].body.endswith("[tb:jira:60]")
+
+
 # -- convergence: a random history of edits on both sides always settles -------------------
 
 def apply(item: Item, ops: tuple[Any, ...], ids: list[int]) -> Item:

@@ -25,6 +25,7 @@ from .model import (
     Side,
     Transition,
     Update,
+    is_bridge_note,
     other,
     with_comment_marker,
 )
@@ -115,9 +116,11 @@ def comment_ops(mapping: FlowMapping, source: Item, source_side: Side, target: I
                 mirrored: set[str], scrub: Scrub = None) -> tuple[list[AddComment], list[tuple[str, str]]]:
     """Comments of `source` to mirror onto the other side, and mirrors found already posted.
 
-    A comment is mirrored once: never when it is itself a mirror (it carries our marker), never
-    when the store says it was, and never when the target already has a comment whose marker
-    names it (a crash came between the post and the commit: adopt it instead).
+    A comment is mirrored once: never back to the tracker it was mirrored from (it carries our
+    marker naming its origin), never when the store says it was, and never when the target already
+    has a comment whose marker names it (a crash came between the post and the commit: adopt it
+    instead). A mirror does travel on along a chain (a Zendesk reply mirrored to Jira goes on to
+    ClickUp); ticketbridge's own notes never travel.
     """
     rules = mapping.comments
     posted = {c.mirrored_from: c.id for c in (target.comments or ()) if c.mirrored_from} if target else {}
@@ -126,7 +129,8 @@ def comment_ops(mapping: FlowMapping, source: Item, source_side: Side, target: I
     target_tracker = mapping.right if source_side == "left" else mapping.left
     for comment in source.comments or ():
         ref = f"{source.tracker}:{comment.id}"
-        if comment.mirrored_from or ref in mirrored:
+        origin = comment.mirrored_from
+        if (origin and (origin.split(":", 1)[0] == target_tracker or is_bridge_note(origin))) or ref in mirrored:
             continue
         if ref in posted:
             adopted.append((ref, f"{target_tracker}:{posted[ref]}"))

@@ -82,6 +82,12 @@ def with_comment_marker(body: str, source_ref: str) -> str:
     return f"{body.rstrip()}\n\n[tb:{source_ref}]"
 
 
+def is_bridge_note(source_ref: str) -> bool:
+    """A note ticketbridge wrote itself (escalation, status, SLA and redaction notes), not a mirror
+    of a person's comment: such notes stay where they were written."""
+    return source_ref.startswith(("ticketbridge:", "escalation:")) or "/status/" in source_ref
+
+
 def split_comment_marker(body: str) -> tuple[str, str | None]:
     """(body without the marker, source ref or None)."""
     match = _COMMENT_MARKER.search(body)
