@@ -179,7 +179,8 @@ def test_mapping_naming_an_unknown_tracker(site: Path) -> None:
 
 def test_unknown_tracker_type_lists_allowed_types(site: Path) -> None:
     path = write(site, edit(BASE, "type: jira", "type: jira-server"))
-    assert only(errors(path)) == f"{path}:7:11: trackers.jira.type: 'jira-server' is not one of: zendesk, jira, github"
+    assert only(errors(path)) == (f"{path}:7:11: trackers.jira.type: 'jira-server' is not one of: zendesk, jira, "
+                                  "github, clickup")
 
 
 def test_missing_policy_file_is_named_with_its_position(site: Path) -> None:

@@ -28,4 +28,9 @@ def build_connector(tracker: object, env: Mapping[str, str], *, retry: RetryPoli
         from .github.connector import GitHubConnector
 
         return GitHubConnector(tracker.name, tracker.base_url, token, repos=tracker.repos, retry=retry)
+    if tracker.type == "clickup":
+        from .clickup.connector import ClickUpConnector
+
+        return ClickUpConnector(tracker.name, tracker.base_url, token, lists=tracker.lists,
+                                marker_field=tracker.marker_field, retry=retry)
     raise ValueError(f"tracker '{tracker.name}': unknown type '{tracker.type}'")

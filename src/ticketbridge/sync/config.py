@@ -48,6 +48,8 @@ class TrackerConfig:
     statuses: tuple[str, ...] | None = None
     priorities: tuple[str, ...] | None = None
     repos: tuple[str, ...] = ()  # GitHub: owner/repo
+    lists: tuple[str, ...] = ()  # ClickUp: list ids (`list_id: X` or `lists: [X, Y]` in the file)
+    marker_field: str | None = None  # ClickUp: id of the text custom field that holds our marker
 
     def credentials(self, env: Mapping[str, str] = os.environ) -> tuple[str, str]:
         """(email or "", token) read from the environment now; raises MissingSecret."""
@@ -144,6 +146,9 @@ def _trackers(data: Mapping[str, Any]) -> dict[str, TrackerConfig]:
             statuses=tuple(statuses) if statuses is not None else None,
             priorities=tuple(priorities) if priorities is not None else None,
             repos=tuple(spec.get("repos") or ()),
+            # List ids are numbers; YAML reads an unquoted one as an int, so text them here.
+            lists=tuple(str(v) for v in ([spec["list_id"]] if "list_id" in spec else spec.get("lists") or ())),
+            marker_field=spec.get("marker_field"),
         )
     return trackers
 
@@ -160,7 +165,20 @@ def _tracker_problems(doc: SourceDoc) -> list[Problem]:
         if spec["type"] != "github" and "repos" in spec:
             problems.append(doc.problem(("trackers", name, "repos"), "repos applies to github trackers only",
                                         key=True))
+        problems += _clickup_problems(doc, name, spec)
     return problems
+
+
+def _clickup_problems(doc: SourceDoc, name: str, spec: Mapping[str, Any]) -> list[Problem]:
+    if spec["type"] != "clickup":
+        return [doc.problem(("trackers", name, key), f"{key} applies to clickup trackers only", key=True)
+                for key in ("list_id", "lists", "marker_field") if key in spec]
+    if "list_id" in spec and "lists" in spec:
+        return [doc.problem(("trackers", name, "lists"), "give either list_id or lists, not both", key=True)]
+    if "list_id" not in spec and not spec.get("lists"):
+        return [doc.problem(("trackers", name), "a clickup tracker needs list_id: <list id> "
+                                                "(or lists: [<list id>, ...])")]
+    return []
 
 
 def _check_config(path: Path, env: Mapping[str, str]) -> tuple[Config | None, list[Problem]]:

@@ -388,8 +388,9 @@ class _FlowPass:
         connector = self.flow.connector(side)
         if getattr(connector, "dedupe_versions", False) and link.version_on(side) == item.version \
                 and item.id not in self.failed_ids:
-            self.done_links.add(link.id)
-            return  # the look-back window re-delivered a version we already processed
+            # The look-back window re-delivered a version we already processed. The pair is not
+            # done: its other side may have changed and is still to come in this pass.
+            return
         item = self._load(side, item)
         counterpart = self._counterpart(other(side), link.id_on(other(side)))
         items = {side: item, other(side): counterpart}

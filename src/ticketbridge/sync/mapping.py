@@ -67,7 +67,6 @@ class Vocabulary:
     create_required: tuple[str, ...] = ()  # the tracker refuses to create an item without these
 
 
-# Add clickup here when its connector lands.
 VOCABULARIES: dict[str, Vocabulary] = {
     "zendesk": Vocabulary(
         fields=("subject", "description", "status", "priority", "type", "tags", "external_id",
@@ -92,6 +91,15 @@ VOCABULARIES: dict[str, Vocabulary] = {
         statuses=("open", "closed"),
         select_keys=("repos", "labels_any", "labels_none"),
         create_extra=("repo",),
+    ),
+    "clickup": Vocabulary(
+        fields=("name", "description", "status", "priority", "assignees", "tags", "due_date", "start_date"),
+        # Custom fields by id (a UUID), as GET /list/{id}/field lists them: names can be renamed.
+        custom=r"custom_fields\.[0-9a-fA-F-]{8,}", custom_hint="custom_fields.<field id>",
+        # Statuses are per list: list them in config.yaml (`statuses:`) to have tables checked.
+        priorities=("urgent", "high", "normal", "low"),
+        select_keys=("statuses", "tags_any", "tags_none"),
+        create_extra=("list",),  # which configured list a created task goes to (default: the first)
     ),
 }
 

@@ -1,0 +1,1 @@
+"""ClickUp API v2: client, connector and emulator."""
