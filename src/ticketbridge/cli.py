@@ -311,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox = sub.add_parser("sandbox", help="run the tracker emulators in the foreground")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8801,
-                         help="Zendesk port; Jira, GitHub and PagerDuty get the next ones")
+                         help="Zendesk port; Jira, GitHub, PagerDuty and ClickUp get the next ones")
     sandbox.add_argument("--seed", action="store_true", help="start with realistic support tickets")
     sandbox.add_argument("--export-delay", type=float, default=0.0,
                          help="seconds Zendesk's incremental export hides recent changes (real Zendesk: 60)")

@@ -19,7 +19,7 @@ import structlog
 
 from .cli import open_runtime
 from .connectors.http import RetryPolicy
-from .demo_escalation import escalation_story, incident_lines
+from .demo_escalation import escalation_story, incident_lines, planning_story
 from .sandbox import Sandbox
 from .sync.config import load_config
 from .sync.engine import Engine, PassStats
@@ -60,14 +60,16 @@ def run_demo(mapping: Path, *, quiet_logs: bool = True, policy: Path | None = No
     with Sandbox(port=0, seed=True) as sandbox:
         config_path = sandbox.write_config(workdir / "config.yaml", store_url=f"sqlite:///{workdir / 'demo.db'}",
                                            mapping=mapping, policy=policy,
-                                           escalation_mapping=mapping.with_name("zendesk-github.yaml"))
+                                           escalation_mapping=mapping.with_name("zendesk-github.yaml"),
+                                           clickup_mapping=mapping.with_name("jira-clickup.yaml"))
         config = load_config(config_path, env=sandbox.credentials())
         runtime = open_runtime(config, sandbox.credentials(), retry=RetryPolicy(attempts=6, max_delay=2), now=clock)
         store, flows, engine = runtime.store, runtime.flows, runtime.engine()
         tickets = len(sandbox.zendesk.tickets())
         print(f"Sandbox: Zendesk {sandbox.zendesk.base_url} with {tickets} seeded tickets, "
               f"Jira {sandbox.jira.base_url} (empty), GitHub {sandbox.github.base_url} (empty), "
-              f"PagerDuty {sandbox.pagerduty.base_url}. Store: {store.safe_url}")
+              f"ClickUp {sandbox.clickup.base_url}, PagerDuty {sandbox.pagerduty.base_url}. "
+              f"Store: {store.safe_url}")
 
         first, second, third = PassStats(), PassStats(), PassStats()
         passes = sync_until_quiet(engine, first)
@@ -86,6 +88,10 @@ def run_demo(mapping: Path, *, quiet_logs: bool = True, policy: Path | None = No
 
         print("\n5. Escalation to engineering:")
         for line in escalation_story(sandbox, store, engine, third, sync_until_quiet):
+            print(f"   - {line}")
+
+        print("\n6. A chain of flows: Zendesk -> Jira -> ClickUp (the planning team's list):")
+        for line in planning_story(sandbox, store, engine, third, sync_until_quiet):
             print(f"   - {line}")
 
         problems = check_invariants(sandbox, store, engine)

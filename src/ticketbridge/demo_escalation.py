@@ -1,7 +1,10 @@
-"""The demo's escalation chapter, played through the trackers' own APIs like the rest of the demo:
-an L2 ticket full of personal data becomes a clean GitHub issue, an incomplete one is held back
-with a note, a second customer's ticket follows the same issue, and closing the issue reaches
-both tickets. (The Sev1 incident and its page come from the SLA chapter's outage ticket.)"""
+"""The demo's later chapters, played through the trackers' own APIs like the rest of the demo.
+
+Escalation: an L2 ticket full of personal data becomes a clean GitHub issue, an incomplete one is
+held back with a note, a second customer's ticket follows the same issue, and closing the issue
+reaches both tickets. (The Sev1 incident and its page come from the SLA chapter's outage ticket.)
+Planning: a Jira issue is shared with the planning team's ClickUp list, and a status change
+travels Zendesk -> Jira -> ClickUp, then back."""
 
 from __future__ import annotations
 
@@ -101,3 +104,42 @@ def _issue(store: Store, github: Any, repo: str, ticket_id: int) -> dict[str, An
         raise AssertionError(f"Zendesk #{ticket_id} was not escalated to GitHub")
     number = int(link.right_key.rsplit("#", 1)[1])
     return {**github.issue(repo, number), "key": link.right_key}
+
+
+def planning_story(sandbox: Sandbox, store: Store, engine: Engine, stats: PassStats,
+                   sync: Callable[[Engine, PassStats], int]) -> list[str]:
+    zendesk, jira, clickup = sandbox.zendesk, sandbox.jira, sandbox.clickup
+    ticket = zendesk.add_ticket(subject="Invoices show the wrong VAT rate for Austria", priority="high",
+                                comment={"body": "Since the 1st our Austrian invoices use 19% instead of 20%."})
+    sync(engine, stats)
+    link = store.link_for("zendesk-jira", "left", str(ticket["id"]))
+    if link is None:
+        raise AssertionError(f"Zendesk #{ticket['id']} was not linked to Jira")
+    labels = jira.issue(link.right_id)["fields"]["labels"]
+    jira.edit(link.right_key, labels=[*labels, "planning"])  # an engineer shares it with planning
+    sync(engine, stats)
+    task = _task(store, clickup, link.right_id)
+    lines = [f"Zendesk #{ticket['id']} -> Jira {link.right_key}; the engineer labels it `planning` -> ClickUp task "
+             f"{task['id']} \"{task['name']}\" ({task['status']['status']})"]
+
+    zendesk.update_ticket(ticket["id"], status="solved")
+    sync(engine, stats)
+    lines.append(f"the agent solves Zendesk #{ticket['id']} -> Jira {_jira_status(sandbox, link.right_id)}, "
+                 f"ClickUp {_task(store, clickup, link.right_id)['status']['status']}")
+    clickup.set_status(task["id"], "in progress")  # the planning team reopens it
+    sync(engine, stats)
+    lines.append(f"planning moves the task back to in progress -> Jira {_jira_status(sandbox, link.right_id)}, "
+                 f"Zendesk #{ticket['id']} {zendesk.ticket(ticket['id'])['status']}")
+    return lines
+
+
+def _task(store: Store, clickup: Any, issue_id: str) -> dict[str, Any]:
+    link = store.link_for("jira-clickup", "left", issue_id)
+    if link is None:
+        raise AssertionError(f"Jira issue {issue_id} was not mirrored to ClickUp")
+    task: dict[str, Any] = clickup.task(link.right_id)
+    return task
+
+
+def _jira_status(sandbox: Sandbox, issue_id: str) -> str:
+    return str(sandbox.jira.issue(issue_id)["fields"]["status"]["name"])

@@ -224,6 +224,11 @@ def test_demo_runs_end_to_end_and_prints_the_report() -> None:
     closes = re.findall(r"engineering closes acme/app#1 -> Zendesk #\d+ is solved; internal note: GitHub issue "
                         r"acme/app#1 is now closed \(completed\)", chapter)
     assert len(closes) == 2
+    # A chain: a Jira issue made from a ticket goes on to ClickUp, and a status travels both ways.
+    chain = result.stdout[result.stdout.index("6. A chain of flows"):report_start(result.stdout)]
+    assert re.search(r"Zendesk #\d+ -> Jira ENG-\d+; the engineer labels it `planning` -> ClickUp task \w+ ", chain)
+    assert "the agent solves Zendesk" in chain and "-> Jira Done, ClickUp complete" in chain
+    assert re.search(r"back to in progress -> Jira In Progress, Zendesk #\d+ open", chain)
 
 
 def report_start(stdout: str) -> int:

@@ -340,15 +340,15 @@ class _FlowPass:
         connector = self.flow.connector(side)
         if not links:
             try:
-                if item.marker is None and connector.selected(item, self.flow.select(side)) \
+                if not self._made_by_this_flow(side, item) and connector.selected(item, self.flow.select(side)) \
                         and self.flow.creates_from(side):
                     self._create(side, item)
                 elif self.store.has_intent(self.flow.name, side, item.id):
                     # A creation this flow's pass does not make by itself (an escalation) was
                     # interrupted: adopt the counterpart if it was made, never create it here.
                     self._create(side, item, adopt_only=True)
-                # An unlinked item carrying our marker is a counterpart whose link commit was lost;
-                # the processing of its source adopts it. It never seeds a creation of its own.
+                # An unlinked item this flow made is a counterpart whose link commit was lost; the
+                # processing of its source adopts it. It never seeds a creation of its own.
             except AuthError:
                 raise
             except TrackerError as error:
@@ -368,6 +368,12 @@ class _FlowPass:
         if cached is None:
             cached = self.loaded[side][item.id] = self.flow.connector(side).with_comments(item)
         return cached
+
+    def _made_by_this_flow(self, side: Side, item: Item) -> bool:
+        """Whether the item's marker names an item on this flow's other tracker. A marker from
+        elsewhere (a Jira issue made from a Zendesk ticket, in the Jira -> ClickUp flow) makes it
+        an ordinary item here, free to start the next link of a chain."""
+        return item.marker is not None and item.marker.split(":", 1)[0] == self.flow.connector(other(side)).name
 
     def _counterpart(self, side: Side, item_id: str) -> Item:
         cached = self.loaded[side].get(item_id)
