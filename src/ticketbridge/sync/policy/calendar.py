@@ -13,24 +13,27 @@ the fall-back night and 7 h on the spring-forward night.
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 import json
 import re
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
 from itertools import pairwise
-from typing import Any, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import holidays
 
-from ..durations import parse_duration
+# Absolute imports: the compiled build of this file (ticketbridge.compiled) lives in another package.
+from ticketbridge.compiled import adopt
+from ticketbridge.sync.durations import parse_duration
+from ticketbridge.sync.policy import zones
+from ticketbridge.sync.policy.zones import TZDATA_VERSION
 
 __all__ = [
     "BUILTIN_NAME",
+    "TZDATA_VERSION",
     "AlwaysOpen",
     "BusinessCalendar",
     "CalendarError",
@@ -60,31 +63,39 @@ class CalendarError(ValueError):
     """An invalid calendar spec, or a question about time outside the materialised years."""
 
 
-class TimeCalendar(Protocol):
-    """What SLA clocks need from a calendar. All instants are aware; results are aware UTC."""
+class TimeCalendar:
+    """What SLA clocks need from a calendar. All instants are aware; results are aware UTC.
+
+    The base of AlwaysOpen and BusinessCalendar (a class rather than a Protocol so that the compiled
+    clock engine calls position/locate directly, see ticketbridge.compiled)."""
 
     name: str
     tz: ZoneInfo
     business_day: int | None
     version: str
+    # The epoch seconds position() answers for (None: all); outside them it raises CalendarError.
+    horizon: tuple[int, int] | None
 
-    def advance(self, start: datetime, seconds: int) -> datetime: ...
+    def advance(self, start: datetime, seconds: float) -> datetime:
+        raise NotImplementedError
 
-    def open_seconds(self, start: datetime, end: datetime) -> int: ...
+    def open_seconds(self, start: datetime, end: datetime) -> int:
+        raise NotImplementedError
 
     # The same arithmetic on whole UTC epoch seconds, for the clock engine's inner loops:
     # open_seconds(a, b) == position(b) - position(a) and advance(t, s) == locate(position(t) + s).
 
-    def position(self, t: int) -> int: ...
+    def position(self, t: int) -> int:
+        raise NotImplementedError
 
-    def locate(self, position: int) -> int: ...
+    def locate(self, position: int) -> int:
+        raise NotImplementedError
 
-    # The epoch seconds position() answers for (None: all); outside them it raises CalendarError.
-    horizon: tuple[int, int] | None
+    def is_open(self, at: datetime) -> bool:
+        raise NotImplementedError
 
-    def is_open(self, at: datetime) -> bool: ...
-
-    def next_open(self, at: datetime) -> datetime: ...
+    def next_open(self, at: datetime) -> datetime:
+        raise NotImplementedError
 
 
 # --- instants and zones -------------------------------------------------------------------------
@@ -106,42 +117,12 @@ def _instant(seconds: int) -> datetime:
     return _EPOCH + timedelta(seconds=seconds)
 
 
-class _PinnedZone(ZoneInfo):
-    """A zone read from the tzdata package. from_file zones refuse to pickle; this one pickles by key."""
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return load_zone, (str(self.key),)
-
-
-@cache
 def load_zone(key: str) -> ZoneInfo:
-    """The IANA zone `key`, read from the pinned `tzdata` package.
-
-    zoneinfo prefers the operating system's database (TZPATH) over the `tzdata` package, so with a plain
-    ZoneInfo(key) the pin in pyproject.toml would not apply on any machine that has /usr/share/zoneinfo,
-    and deadlines would depend on how old that machine's tz data is.
-    """
+    """The IANA zone `key`, read from the pinned `tzdata` package (see zones.load_zone)."""
     try:
-        fallback = ZoneInfo(key)  # also rejects malformed keys such as "../x" before we touch files
-    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
-        raise CalendarError(f"unknown time zone {key!r}: expected an IANA name such as 'Europe/Berlin'") from exc
-    try:
-        resource = importlib.resources.files("tzdata.zoneinfo").joinpath(*key.split("/"))
-        with resource.open("rb") as fh:
-            return _PinnedZone.from_file(fh, key=key)
-    except (ModuleNotFoundError, OSError):
-        return fallback
-
-
-def _tzdata_version() -> str:
-    try:
-        import tzdata
-    except ModuleNotFoundError:
-        return "system"
-    return str(tzdata.IANA_VERSION)
-
-
-TZDATA_VERSION = _tzdata_version()
+        return zones.load_zone(key)
+    except zones.ZoneError as exc:
+        raise CalendarError(str(exc)) from exc.__cause__
 
 
 def to_utc(local: datetime, tz: ZoneInfo) -> tuple[datetime, bool]:
@@ -161,7 +142,7 @@ def to_utc(local: datetime, tz: ZoneInfo) -> tuple[datetime, bool]:
 # --- the 24/7 calendar --------------------------------------------------------------------------
 
 
-class AlwaysOpen:
+class AlwaysOpen(TimeCalendar):
     """The built-in 24/7 calendar: open time is real elapsed time, exact UTC seconds."""
 
     business_day: int | None = None  # "business days" on a 24/7 clock would be a misconfiguration
@@ -202,7 +183,9 @@ class AlwaysOpen:
 # --- business calendars -------------------------------------------------------------------------
 
 
-def _seconds_of_day(value: time, what: str) -> int:
+def _seconds_of_day(value: object, what: str) -> int:
+    # `object`, not `time`: the compiled build checks declared types on entry, and the caller passes
+    # whatever the spec held, which this check is there to refuse with a CalendarError.
     if not isinstance(value, time) or value.tzinfo is not None or value.microsecond:
         raise CalendarError(f"{what}: expected a naive wall-clock time with whole seconds, got {value!r}")
     return value.hour * 3600 + value.minute * 60 + value.second
@@ -218,7 +201,7 @@ def _span_text(span: tuple[int, int]) -> str:
     return f"{_clock_text(span[0])}-{_clock_text(span[1] if span[1] <= DAY else span[1] - DAY)}"
 
 
-class BusinessCalendar:
+class BusinessCalendar(TimeCalendar):
     """Open intervals from a weekly local pattern, closed local dates and per-date overrides.
 
     week: weekday (0=Mon..6=Sun) -> [from, to) local intervals; to=None means 24:00; to <= from is an
@@ -286,7 +269,8 @@ class BusinessCalendar:
     def _spans(self, intervals: Sequence[Interval], label: str) -> list[tuple[int, int]]:
         """[(start, end)] in seconds from local midnight; end > DAY for an overnight shift."""
         spans = []
-        for item in intervals:
+        given: Sequence[Any] = intervals  # checked here, also when compiled (mypyc checks declared types)
+        for item in given:
             what = f"calendar {self.name!r} {label}"
             try:
                 start_t, end_t = item
@@ -635,3 +619,7 @@ def build_calendar(name: str, spec: Mapping[str, Any], *, today: date) -> Busine
     return BusinessCalendar(
         name, timezone, week, closed, overrides, business_day, first_year, last_year, extra_version
     )
+
+
+# The compiled build of this module, when it is built from the current sources (ticketbridge.compiled).
+IMPLEMENTATION = adopt(globals())

@@ -34,10 +34,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from operator import itemgetter
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+
+from mypy_extensions import mypyc_attr
+
+# policy.py is imported absolutely: the compiled build of this file (ticketbridge.compiled) lives in
+# another package, next to the compiled calendar.py that `.calendar` finds there.
+from ticketbridge.compiled import adopt
+from ticketbridge.sync.policy.policy import Condition, Metric, Policy, PolicySpec, Target, Trigger
 
 from .calendar import TimeCalendar
-from .policy import Condition, Metric, Policy, PolicySpec, Target, Trigger
 
 __all__ = ["Alarm", "Clock", "ClockEvent", "HistoryEvent", "TicketSla", "compute_clocks", "consumed_by", "instant_of"]
 
@@ -57,7 +63,14 @@ class HistoryEvent:
     source: str = ""  # severity: who changed it (zendesk_agent, jira, github, derived, ...)
     flags: tuple[str, ...] = ()  # severity: flags its derivation added (needs_triage)
 
+    def __reduce__(self) -> tuple[type[HistoryEvent], tuple[Any, ...]]:
+        # Pickle and copy through __init__: the compiled class (ticketbridge.compiled) has no
+        # instance dict, and its frozen __setattr__ refuses the default way of filling one in.
+        return HistoryEvent, (self.at, self.seq, self.kind, self.field, self.value, self.public, self.by_agent,
+                              self.source, self.flags)
 
+
+@mypyc_attr(native_class=False)  # see _frozen
 @dataclass(frozen=True)
 class Alarm:
     kind: str  # warning | breach
@@ -65,6 +78,7 @@ class Alarm:
     at: datetime  # when it fires on the current schedule (a breach: due + grace)
 
 
+@mypyc_attr(native_class=False)  # see _frozen
 @dataclass(frozen=True)
 class ClockEvent:
     kind: str  # warning | breach | policy_changed | deadline_changed
@@ -82,6 +96,7 @@ class ClockEvent:
         return f"{self.metric}:{self.cycle}:{self.kind}:{self.threshold}"
 
 
+@mypyc_attr(native_class=False)  # see _frozen
 @dataclass(frozen=True)
 class Clock:
     metric: str
@@ -106,6 +121,7 @@ class Clock:
     why: tuple[str, ...]
 
 
+@mypyc_attr(native_class=False)  # see _frozen
 @dataclass(frozen=True)
 class TicketSla:
     severity: str
@@ -184,7 +200,9 @@ _T = TypeVar("_T")
 def _frozen(cls: type[_T], fields: dict[str, Any]) -> _T:
     """What cls(**fields) builds for a frozen dataclass, given every field: the same instance
     dict, without the object.__setattr__ call per field that a frozen __init__ makes (Clock has
-    20 fields, and a ticket's result has a few clocks, alarms and events)."""
+    20 fields, and a ticket's result has a few clocks, alarms and events). The result classes stay
+    Python classes when this module is compiled (mypyc_attr native_class=False), so that this works
+    there too: a compiled class has no instance dict, and its dataclass __init__ runs as Python."""
     made = object.__new__(cls)
     object.__setattr__(made, "__dict__", fields)
     return made
@@ -207,13 +225,13 @@ class _Cycle:
     """
 
     __slots__ = ("begins", "breach_nominal_at", "breach_recorded_at", "breached", "calendar", "closed", "counted_on",
-                 "fired", "instants", "marks", "metric", "number", "open_from", "outcome", "pending", "policy_id",
+                 "fired", "instants", "lane", "marks", "number", "open_from", "outcome", "pending", "policy_id",
                  "reopenable", "segments", "severity", "shown", "started_at", "status", "stopped_at", "target",
                  "totals", "wake", "why")
 
-    def __init__(self, metric: Metric, number: int, at: datetime, t: int, target: Target | None,
+    def __init__(self, lane: _Lane, number: int, at: datetime, t: int, target: Target | None,
                  calendar: TimeCalendar | None, policy_id: str, severity: str) -> None:
-        self.metric, self.number, self.started_at = metric, number, at
+        self.lane, self.number, self.started_at = lane, number, at
         self.target: Target | None = target  # None: the current level has no target (tracked, not counted)
         self.shown: Target | None = target  # the last target it had, for display
         self.calendar = calendar  # the calendar of `shown`
@@ -230,7 +248,7 @@ class _Cycle:
         self.outcome: str | None = None
         self.fired: set[str] = set()
         self.why: list[str] = []
-        self.pending: Alarms = () if target is None else metric.schedule(target)  # alarms not fired yet
+        self.pending: Alarms = () if target is None else lane.schedule(target)  # alarms not fired yet
         self.wake: Any = _UNKNOWN  # epoch second of the first pending alarm while running; None: none left
         self.counted_on: TimeCalendar | None = None  # the calendar the remembered time is on
         self.totals: list[int] = [0]  # open seconds in the first i closed segments, as far as counted
@@ -239,7 +257,7 @@ class _Cycle:
         self.instants: dict[int, int | None] = {}  # consumed seconds -> epoch second it is reached
 
     def retargeted(self) -> None:
-        schedule = () if self.target is None else self.metric.schedule(self.target)
+        schedule = () if self.target is None else self.lane.schedule(self.target)
         self.pending = tuple(a for a in schedule if a[0] not in self.fired) if self.fired else schedule
         self.wake = _UNKNOWN
 
@@ -343,6 +361,83 @@ class _Cycle:
         return self.wake
 
 
+class _Lane:
+    """One metric of a policy, as the replay asks about it on every update: its Metric's answers
+    read once per policy (attribute reads and calls on the policy's Python objects are most of
+    what a compiled replay would otherwise spend its time on)."""
+
+    def __init__(self, metric: Metric, index: int) -> None:
+        self.metric, self.name, self.index, self.bit = metric, metric.name, index, 1 << index
+        self.status_only: bool = metric.status_only
+        self.starts_on_created: bool = metric.starts_on_created
+        self.starts_on_reply: bool = metric.starts_on_reply
+        self.stops_on_reply: bool = metric.stops_on_reply
+        self.listens = self.starts_on_reply or self.stops_on_reply  # a reply can start or stop it
+        self.always_applies = metric.applies_when is None
+        self.once, self.repeat = metric.cycles == "once", metric.cycles == "repeat"
+        self.on_reopen = metric.on_reopen
+        self.by_status: dict[str, Judgement] = {}
+        self.schedules: dict[int, Alarms] = {}  # id(target) -> its schedule (the targets live as long as the policy)
+
+    def judge_status(self, status: str) -> Judgement:
+        found = self.by_status.get(status)
+        if found is None:
+            found = self.by_status[status] = self.metric.judge_status(status)
+        return found
+
+    def schedule(self, target: Target) -> Alarms:
+        found = self.schedules.get(id(target))
+        if found is None:
+            found = self.schedules[id(target)] = self.metric.schedule(target)
+        return found
+
+
+class _PolicyView:
+    """What the replay reads of a policy, gathered once per policy (see _view)."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy  # also keeps the ids below from being reused while the view is cached
+        self.lanes = [_Lane(metric, index) for index, metric in enumerate(policy.metrics.values())]
+        self.listeners = [lane for lane in self.lanes if lane.listens]
+        self.readers: dict[str, int] = dict(policy.readers)
+        self.match_reads: frozenset[str] = policy.match_reads
+        self.levels: tuple[str, ...] = policy.levels
+        # The policy's calendars are this module's TimeCalendar: when compiled, policy.py's `.calendar`
+        # is the compiled calendar module too (ticketbridge.compiled adopts both or neither), though
+        # mypy, checking the build, sees two modules; the cast checks it at run time there.
+        self.calendars: dict[str, TimeCalendar] = {
+            name: cast(TimeCalendar, calendar) for name, calendar in policy.calendars.items()}
+        self.status_changes: dict[tuple[str, str], int] = {}
+        # id(spec) -> per lane: level -> target
+        self.targets: dict[int, list[dict[str, Target]]] = {
+            id(spec): [dict(spec.targets.get(lane.name) or {}) for lane in self.lanes] for spec in policy.policies}
+
+    def status_change_readers(self, before: str, after: str) -> int:
+        key = (before, after)
+        found = self.status_changes.get(key)
+        if found is None:
+            found = self.status_changes[key] = self.policy.status_change_readers(before, after)
+        return found
+
+    def target(self, spec: PolicySpec, lane: _Lane, severity: str | None) -> Target | None:
+        by_level = self.targets.get(id(spec))
+        if by_level is None:  # not one of the policy's own specs
+            return spec.target(lane.name, severity)
+        return by_level[lane.index].get(severity or "")
+
+
+_VIEWS: dict[int, _PolicyView] = {}  # id(policy) -> its view, for the few policies in use
+
+
+def _view(policy: Policy) -> _PolicyView:
+    found = _VIEWS.get(id(policy))
+    if found is None or found.policy is not policy:
+        if len(_VIEWS) >= 16:  # policies are reloaded now and then: keep the recent ones
+            _VIEWS.clear()
+        found = _VIEWS[id(policy)] = _PolicyView(policy)
+    return found
+
+
 class _Replay:
     def __init__(self, policy: Policy, tracker_type: str, now: datetime, *, thorough: bool = False,
                  explain: bool = True) -> None:
@@ -352,6 +447,7 @@ class _Replay:
         # Thorough: look at every metric on every update and skip no calendar question, as a full
         # recomputation does (for a ticket that reaches outside the calendars' years; see compute_clocks).
         self.thorough = thorough
+        self.view = _view(policy)
         self.statuses = policy.status_categories.get(tracker_type, {})
         self.cycles: dict[str, list[_Cycle]] = {name: [] for name in policy.metrics}
         self.lanes = tuple(self.cycles.values())  # the same lists, in metric order (Policy.lanes)
@@ -387,7 +483,11 @@ class _Replay:
         """Epoch seconds as an aware UTC datetime (the few instants of a ticket, converted once)."""
         found = self.moments.get(t)
         if found is None:
-            found = self.moments[t] = _EPOCH + timedelta(seconds=t)
+            try:  # the same instant as _EPOCH + timedelta(seconds=t), at a fraction of its cost
+                found = datetime.fromtimestamp(t, UTC)
+            except (OverflowError, OSError, ValueError):
+                found = _EPOCH + timedelta(seconds=t)  # outside what the platform converts: as before
+            self.moments[t] = found
         return found
 
     def maybe(self, t: int | None) -> datetime | None:
@@ -476,11 +576,11 @@ class _Replay:
         """Step the metrics an update concerns. The others are quiet: nothing their conditions read
         changed (so they judge as at their last step), their live clock keeps its target, no reply
         can act on them, and their running clock reaches no threshold now."""
-        policy, lanes, status, severity = self.policy, self.lanes, self.status, self.severity
+        policy, view, lanes, status, severity = self.policy, self.view, self.lanes, self.status, self.severity
         assert severity is not None
         status_changed, severity_changed = status != status_before, severity != severity_before
         old = self.spec
-        reads = policy.match_reads
+        reads = view.match_reads
         if old is None or (status_changed and "status" in reads) or (severity_changed and "severity" in reads) or (
                 changed and not reads.isdisjoint(changed)):
             spec = policy.match(self.facts())
@@ -492,40 +592,40 @@ class _Replay:
         if old is None or self.thorough:
             concerned = (1 << len(lanes)) - 1  # bit mask
         else:
-            concerned = policy.status_change_readers(status_before, status) if status_changed else 0
+            concerned = view.status_change_readers(status_before, status) if status_changed else 0
             if severity_changed:
-                concerned |= policy.readers.get("severity", 0)
+                concerned |= view.readers.get("severity", 0)
             for name in changed:
-                concerned |= policy.readers.get(name, 0)
+                concerned |= view.readers.get(name, 0)
             retarget = severity_changed or spec is not old  # live clocks may get another target
             wake = self.next_wake
             due = wake is _UNKNOWN or (wake is not None and wake <= t)  # a running clock may reach a threshold
             if retarget or due:
-                for (_, _, bit, _), cycles in zip(policy.lanes, lanes, strict=True):
+                for lane in view.lanes:
+                    cycles = lanes[lane.index]
                     # Live ones on a re-target (which includes the running ones), else the running ones.
                     if cycles and (cycles[-1].status in ACTIVE if retarget else cycles[-1].status == "running"):
-                        concerned |= bit
+                        concerned |= lane.bit
             if reply:  # it can stop a live clock or start one
-                for index in policy.listeners:
-                    cycles = lanes[index]
-                    metric, _, bit, _ = policy.lanes[index]
-                    if metric.starts_on_reply or (cycles and cycles[-1].status in ACTIVE):
-                        concerned |= bit
+                for lane in view.listeners:
+                    cycles = lanes[lane.index]
+                    if lane.starts_on_reply or (cycles and cycles[-1].status in ACTIVE):
+                        concerned |= lane.bit
         while concerned:  # each set bit, in metric order
             bit = concerned & -concerned
             concerned ^= bit
             index = bit.bit_length() - 1
-            metric, name, _, _ = policy.lanes[index]
+            lane = view.lanes[index]
             cycles = lanes[index]
             live = cycles[-1] if cycles and cycles[-1].status in ACTIVE else None
-            judged = metric.judge_status(status) if metric.status_only else self.judgement(index)
-            by_level = spec.targets.get(name)
-            target = None if by_level is None else by_level.get(severity)
+            judged = lane.judge_status(status) if lane.status_only else self.judgement(index)
+            target = view.target(spec, lane, severity)
             if (judged != self.settled[index]
-                    or (live and (target, spec.id, severity) != (live.target, live.policy_id, live.severity))
-                    or (reply and judged[0] and (metric.starts_on_reply or (live and metric.stops_on_reply)))):
+                    or (live and ((target is not live.target and target != live.target) or spec.id != live.policy_id
+                                  or severity != live.severity))
+                    or (reply and judged[0] and (lane.starts_on_reply or (live and lane.stops_on_reply)))):
                 self.settled[index] = judged
-                self.step(metric, cycles, target, judged, at, t, reply)
+                self.step(lane, cycles, target, judged, at, t, reply)
             elif live and live.status == "running":
                 # Stepping again would decide exactly what the last step decided: it stopped,
                 # reopened, started, paused and re-targeted on this very judgement and target, and a
@@ -538,7 +638,7 @@ class _Replay:
         """The metric's judgement of the facts as they are now, once per state of the facts it reads:
         keyed by the status and severity if it reads them, and by how many times tags or fields
         have changed if it reads those."""
-        metric = self.policy.lanes[index][0]
+        metric = self.view.lanes[index].metric
         reads = metric.reads
         key = (index, self.status if "status" in reads else None, self.severity if "severity" in reads else None,
                self.tags_changes if "tags" in reads else None,
@@ -613,7 +713,7 @@ class _Replay:
         else:
             nominal = self.maybe(cycle.instant(calendar, need))
         self.events.append(_frozen(ClockEvent, {
-            "kind": kind, "metric": cycle.metric.name, "cycle": cycle.number, "nominal_at": nominal,
+            "kind": kind, "metric": cycle.lane.name, "cycle": cycle.number, "nominal_at": nominal,
             "recorded_at": recorded, "threshold": label, "detail": ""}))
 
     def catch_up(self, cycle: _Cycle, at: datetime, t: int, *, strict: bool) -> None:
@@ -640,7 +740,7 @@ class _Replay:
 
     # -- one metric --
 
-    def step(self, metric: Metric, cycles: list[_Cycle], target: Target | None, judged: Judgement, at: datetime,
+    def step(self, lane: _Lane, cycles: list[_Cycle], target: Target | None, judged: Judgement, at: datetime,
              t: int, agent_reply: bool) -> None:
         self.next_wake = _UNKNOWN  # the clock may change
         applies, stop_state, starts, pause = judged
@@ -654,19 +754,19 @@ class _Replay:
                 current.close(at, t)
                 current.status = "cancelled"
                 if self.explain:
-                    current.why.append(f"{self.stamp(t)} cancelled: no longer {metric.applies_when}")
+                    current.why.append(f"{self.stamp(t)} cancelled: no longer {lane.metric.applies_when}")
             return
-        stop_reply = agent_reply and metric.stops_on_reply
+        stop_reply = agent_reply and lane.stops_on_reply
         if current is not None and current.status in ACTIVE and (stop_state or stop_reply):
             self.stop(current, at, t, str(stop_state or "agent_public_comment"), reopenable=stop_state is not None)
         elif (current is not None and current.status == "stopped" and current.reopenable and stop_state is None
-              and metric.cycles == "once"):
-            current = self.reopen(metric, current, target, at, t)
+              and lane.once):
+            current = self.reopen(lane, current, target, at, t)
         if stop_state is None and (
                 current is None or current.status == "cancelled"
-                or (current.status == "stopped" and metric.cycles == "repeat")) and (
-                metric.starts_on_created or (agent_reply and metric.starts_on_reply) or starts):
-            current = self.new_cycle(metric, target, at, t, len(cycles) + 1)
+                or (current.status == "stopped" and lane.repeat)) and (
+                lane.starts_on_created or (agent_reply and lane.starts_on_reply) or starts):
+            current = self.new_cycle(lane, target, at, t, len(cycles) + 1)
         if current is not None and current.status in ACTIVE:
             # Pause or resume.
             if current.status == "running" and pause is not None:
@@ -681,13 +781,13 @@ class _Replay:
                     current.why.append(f"{self.stamp(t)} resumed")
             self.catch_up(current, at, t, strict=False)
 
-    def new_cycle(self, metric: Metric, target: Target | None, at: datetime, t: int, number: int) -> _Cycle:
+    def new_cycle(self, lane: _Lane, target: Target | None, at: datetime, t: int, number: int) -> _Cycle:
         assert self.spec is not None and self.severity is not None
-        calendar = None if target is None else self.policy.calendars[target.calendar]
-        cycle = _Cycle(metric, number, at, t, target, calendar, self.spec.id, self.severity)
+        calendar = None if target is None else self.view.calendars[target.calendar]
+        cycle = _Cycle(lane, number, at, t, target, calendar, self.spec.id, self.severity)
         if self.explain:
             cycle.why.append(f"{self.stamp(t)} started")
-        self.cycles[metric.name].append(cycle)
+        self.lanes[lane.index].append(cycle)
         return cycle
 
     def retarget(self, cycle: _Cycle, target: Target | None, at: datetime, t: int) -> None:
@@ -700,24 +800,24 @@ class _Replay:
         reason = f"{cycle.severity}->{severity}" if severity != cycle.severity else f"{cycle.policy_id}->{spec.id}"
         cycle.target, cycle.policy_id, cycle.severity = target, spec.id, severity
         if target is not None:
-            cycle.shown, cycle.calendar = target, self.policy.calendars[target.calendar]
+            cycle.shown, cycle.calendar = target, self.view.calendars[target.calendar]
         cycle.retargeted()
         new_due = self.due(cycle)
         if spec.id != old_policy and cycle.shown is not None:  # hidden clocks stay quiet
             self.events.append(_frozen(ClockEvent, {
-                "kind": "policy_changed", "metric": cycle.metric.name, "cycle": cycle.number,
+                "kind": "policy_changed", "metric": cycle.lane.name, "cycle": cycle.number,
                 "nominal_at": self.maybe(new_due), "recorded_at": at, "threshold": f"{old_policy}->{spec.id}",
                 "detail": ""}))
         if target is None:
             if self.explain:
-                cycle.why.append(f"{self.stamp(t)} policy {spec.id} has no {cycle.metric.name} target for "
+                cycle.why.append(f"{self.stamp(t)} policy {spec.id} has no {cycle.lane.name} target for "
                                  f"{severity}: not counted")
             return
         if new_due != old_due and new_due is not None:
             change = (f"due {self.stamp(old_due)} -> {self.stamp(new_due)}" if old_due is not None
                       else f"due {self.stamp(new_due)}")
             self.events.append(_frozen(ClockEvent, {
-                "kind": "deadline_changed", "metric": cycle.metric.name, "cycle": cycle.number,
+                "kind": "deadline_changed", "metric": cycle.lane.name, "cycle": cycle.number,
                 "nominal_at": self.moment(new_due), "recorded_at": at, "threshold": reason, "detail": change}))
             if self.explain:
                 cycle.why.append(f"{self.stamp(t)} {change} ({reason}, {target})")
@@ -737,19 +837,19 @@ class _Replay:
         if self.explain:
             cycle.why.append(f"{self.stamp(t)} stopped ({reason}): {cycle.outcome or 'no target'}")
 
-    def reopen(self, metric: Metric, cycle: _Cycle, target: Target | None, at: datetime, t: int) -> _Cycle:
+    def reopen(self, lane: _Lane, cycle: _Cycle, target: Target | None, at: datetime, t: int) -> _Cycle:
         cycle.reopenable = False
-        if metric.on_reopen == "resume":
+        if lane.on_reopen == "resume":
             cycle.status, cycle.stopped_at, cycle.outcome = "running", None, None
             cycle.open(at, t)
             if self.explain:
                 cycle.why.append(f"{self.stamp(t)} reopened: resumed with the time already used (breach kept)")
             self.retarget(cycle, target, at, t)
             return cycle
-        if metric.on_reopen == "restart":
+        if lane.on_reopen == "restart":
             if self.explain:
                 cycle.why.append(f"{self.stamp(t)} reopened: a new cycle starts from zero")
-            return self.new_cycle(metric, target, at, t, cycle.number + 1)
+            return self.new_cycle(lane, target, at, t, cycle.number + 1)
         if self.explain:
             cycle.why.append(f"{self.stamp(t)} reopened: stays stopped (on_reopen: ignore)")
         return cycle
@@ -770,15 +870,18 @@ class _Replay:
         status = "cancelled" if cycle.status in ACTIVE and cycle.target is None else cycle.status
         consumed = cycle.consumed(calendar, self.now, now)
         alarms = []
-        for label, kind, need in cycle.metric.schedule(target):
+        for label, kind, need in cycle.lane.schedule(target):
             at = cycle.instant(calendar, need)
             if at is not None and (status == "running" or need <= consumed):
                 alarms.append(_frozen(Alarm, {"kind": kind, "threshold": label, "at": self.moment(at)}))
-        spec = self.policy.policy_by_id[cycle.policy_id]
-        why = (f"policy {spec.id} (matches: {spec.when})", f"target {cycle.severity}: {target}",
-               *cycle.why) if self.explain else ()
+        if self.explain:
+            spec = self.policy.policy_by_id[cycle.policy_id]
+            why: tuple[str, ...] = (f"policy {spec.id} (matches: {spec.when})", f"target {cycle.severity}: {target}",
+                                    *cycle.why)
+        else:
+            why = ()
         return _frozen(Clock, {
-            "metric": cycle.metric.name, "cycle": cycle.number, "policy_id": cycle.policy_id,
+            "metric": cycle.lane.name, "cycle": cycle.number, "policy_id": cycle.policy_id,
             "severity": cycle.severity, "target_seconds": target.seconds, "target_kind": target.kind,
             "calendar": target.calendar, "status": status, "breached": cycle.breached,
             "started_at": cycle.started_at, "stopped_at": cycle.stopped_at, "segments": tuple(cycle.segments),
@@ -787,10 +890,11 @@ class _Replay:
             "breach_nominal_at": cycle.breach_nominal_at, "breach_recorded_at": cycle.breach_recorded_at,
             "outcome": cycle.outcome, "alarms": tuple(alarms), "why": why})
 
-    def pending(self, metric: Metric, applies: bool) -> Clock | None:
+    def pending(self, lane: _Lane, applies: bool) -> Clock | None:
         """A clock the ticket will have once its start condition holds (e.g. rca before mitigation)."""
         assert self.spec is not None
-        target = self.spec.target(metric.name, self.severity)
+        metric = lane.metric
+        target = self.view.target(self.spec, lane, self.severity)
         if target is None or not applies:
             return None
         return _frozen(Clock, {
@@ -806,12 +910,16 @@ class _Replay:
         if self.spec is None:  # no "created" event yet: nothing to measure
             return TicketSla(self.severity or "", self.flags, "", (), tuple(self.rejected), None, ())
         clocks: list[Clock] = []
-        for index, (metric, cycles) in enumerate(zip(self.policy.metrics.values(), self.lanes, strict=True)):
-            clocks += [self.clock(c, now) for c in cycles if c.shown is not None]
+        for lane, cycles in zip(self.view.lanes, self.lanes, strict=True):
+            for cycle in cycles:
+                if cycle.shown is not None:
+                    clocks.append(self.clock(cycle, now))
             if not cycles:
-                applies = metric.applies_when is None or (
-                    metric.judge_status(self.status) if metric.status_only else self.judgement(index))[0]
-                clocks += [c for c in (self.pending(metric, applies),) if c is not None]
+                applies = lane.always_applies or (
+                    lane.judge_status(self.status) if lane.status_only else self.judgement(lane.index))[0]
+                pending = self.pending(lane, applies)
+                if pending is not None:
+                    clocks.append(pending)
         upcoming = [alarm.at for clock in clocks if clock.status == "running"
                     for alarm in clock.alarms if alarm.at > self.now]
         events = sorted(self.events, key=lambda e: (e.recorded_at, e.nominal_at or e.recorded_at))
@@ -893,3 +1001,7 @@ def _timeline(events: Sequence[HistoryEvent], now: datetime, *, everything: bool
             timeline.append((at, event.seq, event))
     timeline.sort(key=_WHEN)
     return timeline
+
+
+# The compiled build of this module, when it is built from the current sources (ticketbridge.compiled).
+IMPLEMENTATION = adopt(globals())
