@@ -133,6 +133,29 @@ def test_adopted_link_never_clears_a_value_with_an_empty_one(mapping: FlowMappin
                             "right": (Update({"summary": "[ZD #7] New title"}),)}
 
 
+def test_a_value_table_field_emptied_on_one_side_is_not_carried_and_stays_quiet(mapping: FlowMapping) -> None:
+    # An agent removes the ticket's priority: Jira cannot hold "no priority" (it answers 400, and
+    # the item would wait in failures for ever). The issue keeps its priority; nothing is written.
+    snapshot = agreed_snapshot(mapping)
+    emptied = decide_pair(mapping, ticket(priority=None), issue(), snapshot, set(), TRANSITIONS)
+    assert emptied.writes == 0 and not emptied.conflicts and emptied.halt is None
+    assert emptied.snapshot is not None and emptied.snapshot["priority"] == [None, "High"]
+    again = decide_pair(mapping, ticket(priority=None), issue(), emptied.snapshot, set(), TRANSITIONS)
+    assert again.writes == 0
+    # Setting a priority again on either side travels as usual.
+    raised = decide_pair(mapping, ticket(priority=None), issue(priority="Highest"), emptied.snapshot, set(),
+                         TRANSITIONS)
+    assert raised.ops == {"left": (Update({"priority": "urgent"}),), "right": ()}
+    set_again = decide_pair(mapping, ticket(priority="low"), issue(), emptied.snapshot, set(), TRANSITIONS)
+    assert set_again.ops == {"left": (), "right": (Update({"priority": "Low"}),)}
+
+
+def test_an_emptied_free_text_field_still_travels(mapping: FlowMapping) -> None:
+    snapshot = agreed_snapshot(mapping)
+    decision = decide_pair(mapping, ticket(**{"custom_fields.360001": None}), issue(), snapshot, set(), TRANSITIONS)
+    assert decision.ops == {"left": (), "right": (Update({"customfield_10042": None}),)}
+
+
 def test_one_field_edited_on_one_side_makes_exactly_one_write(mapping: FlowMapping) -> None:
     snapshot = agreed_snapshot(mapping)
     decision = decide_pair(mapping, ticket(priority="urgent"), issue(), snapshot, set(), TRANSITIONS)

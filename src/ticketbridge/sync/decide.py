@@ -255,6 +255,12 @@ def decide_pair(mapping: FlowMapping, left: Item, right: Item, snapshot: Mapping
                 status_changed = True
             loser = other(winner)
             carried = _carry(pair, current[winner], winner, items[winner], items[loser], scrub)
+            if carried is None and current[loser] is not None and pair.values is not None:
+                # A value-table field emptied on one side (a ClickUp task set to "no priority", a
+                # ticket's priority removed): "no value" is not a value of the table, and trackers
+                # such as Jira cannot hold it. The other side keeps its value; both are agreed as
+                # they stand, so nothing travels until one of them is set again.
+                continue
             if carried != current[loser]:
                 target_field = pair.right if loser == "right" else pair.left
                 writes[loser][target_field] = list(carried) if isinstance(carried, tuple) else carried
