@@ -219,13 +219,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         stop.set()
 
     def action(config: Config) -> int:
+        import queue
+
+        receiver = None
+        nudges: queue.Queue[tuple[str, str]] | None = None
+        if config.webhooks is not None:
+            from .sync.webhooks import Receiver, WebhookServer
+
+            # Webhook secrets are read (MissingSecret: exit 2) before anything starts.
+            nudges = queue.Queue(maxsize=10_000)
+            receiver = WebhookServer(Receiver.from_config(config.webhooks, nudges, os.environ),
+                                     config.webhooks.host, config.webhooks.port)
         runtime = open_runtime(config, os.environ)
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         intervals = {name: t.poll_interval for name, t in config.trackers.items()}
         try:
-            runtime.engine().run_forever(stop, intervals)
+            if receiver is not None:
+                try:
+                    receiver.start()
+                except OSError as error:
+                    return _fail(f"{error} (webhooks.listen in {config.path}; is the port in use?)", EXIT_INPUT)
+            runtime.engine().run_forever(stop, intervals, nudges=nudges)
         finally:
+            if receiver is not None:
+                receiver.stop()
             runtime.store.close()
         return EXIT_OK
 
@@ -239,6 +257,48 @@ def cmd_sla(args: argparse.Namespace) -> int:
         return sla_cli.due(args)
     return guarded(args, lambda config: sla_cli.explain(args, config) if args.sla_command == "explain"
                    else sla_cli.report(args, config))
+
+
+def cmd_failures(args: argparse.Namespace) -> int:
+    from . import failures_cli
+
+    actions: dict[str, Callable[[Config], int]] = {
+        "list": lambda config: failures_cli.list_failures(args, config),
+        "show": lambda config: failures_cli.show_failure(args, config, open_runtime),
+        "retry": lambda config: failures_cli.retry_failure(args, config, open_runtime),
+        "drop": lambda config: failures_cli.drop_failure(args, config),
+    }
+    return guarded(args, actions[args.failures_command])
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from . import failures_cli
+
+    return guarded(args, lambda config: failures_cli.db_upgrade(args, config) if args.db_command == "upgrade"
+                   else failures_cli.db_current(args, config))
+
+
+def add_failures_parsers(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
+                         ) -> None:
+    failures = sub.add_parser("failures", help="items waiting in failures: list, show, retry after a fix, drop")
+    failures_sub = failures.add_subparsers(dest="failures_command", required=True)
+    listing = with_config(failures_sub.add_parser("list", help="open failures, oldest first, with their place in line"))
+    listing.add_argument("--flow", help="only this flow")
+    listing.add_argument("--all", action="store_true", help="resolved and dropped ones too")
+    listing.add_argument("--format", choices=("text", "json"), default="text")
+    show = with_config(failures_sub.add_parser("show", help="one failure in full, with the changes waiting behind it"))
+    show.add_argument("id", metavar="ID")
+    show.add_argument("--format", choices=("text", "json"), default="text")
+    retry = with_config(failures_sub.add_parser("retry", help="sync the item's current state now (after a fix)"))
+    retry.add_argument("id", metavar="ID")
+    drop = with_config(failures_sub.add_parser("drop", help="stop holding the item; its next change syncs"))
+    drop.add_argument("id", metavar="ID")
+    failures.set_defaults(func=cmd_failures)
+    db = sub.add_parser("db", help="the store's schema: Alembic migrations")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    with_config(db_sub.add_parser("upgrade", help="run the migrations to head, print from/to revisions"))
+    with_config(db_sub.add_parser("current", help="print the store's revision"))
+    db.set_defaults(func=cmd_db)
 
 
 def cmd_redact(args: argparse.Namespace) -> int:
@@ -302,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--since", help="only tickets created on or after this date (YYYY-MM-DD)")
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
     sla.set_defaults(func=cmd_sla)
+    add_failures_parsers(sub, with_config)
     redact = sub.add_parser("redact", help="print what engineering would see of the text on stdin")
     redact.add_argument("--policy", default="mappings/policy.yaml", help="policy file with the redaction rules")
     redact.add_argument("--name", action="append", default=[], help="a requester/CC name to remove (repeatable)")

@@ -601,3 +601,20 @@ def test_requests_per_operation(emu: JiraEmulator) -> None:
     before = connector.requests_made
     list(connector.poll(None, {"jql": "project = ENG"}))
     assert connector.requests_made - before == 1
+
+
+def test_fetch_selected_reads_an_issue_within_the_jql_with_one_search(emu: JiraEmulator) -> None:
+    shared = emu.create_issue(summary="shared", labels=["planning"])
+    private = emu.create_issue(summary="private", labels=["backend"])
+    connector = connect(emu)
+    select = {"jql": "project = ENG AND labels = planning"}
+    connector.fetch(shared["id"])  # the field metadata is read once and cached
+    before = connector.requests_made
+    item, matches = connector.fetch_selected(shared["id"], select)
+    assert matches and item.key == shared["key"] and item.comments == ()
+    assert connector.requests_made - before == 1
+    item, matches = connector.fetch_selected(private["id"], select)
+    assert not matches and item.key == private["key"]  # read all the same, so the engine can name it
+    assert connector.fetch_selected(private["id"], {})[1]  # no JQL: everything matches
+    with pytest.raises(NotFound):
+        connector.fetch_selected("99999", select)

@@ -819,12 +819,6 @@ def test_a_thousand_random_edits_on_chained_flows_converge_without_echo_or_dupli
     assert figures.conflicts > 0, "the run never made both sides of a pair change at once"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a linked pair syncs whatever the mapping's select says: Connector.selected is asked for unlinked items "
-    "only, so a task of an issue taken out of planning (label removed) still writes to the issue, while the "
-    "issue's own changes no longer reach the task (its JQL poll skips it). The mapping files promise 'an "
-    "item that does not match is neither created nor updated'; pausing the pair needs a product decision "
-    "(pause or unlink) and, for Jira, a JQL membership check. Not fixed here."))
 def test_an_issue_taken_out_of_planning_is_no_longer_updated_from_its_task(tmp_path: Path) -> None:
     with Sandbox(port=0) as sandbox:
         run = ChainRun(tmp_path, sandbox, seed=3, chains=2, escalated=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,62 @@ def test_clickup_change_to_the_newest_jira_issue_syncs_in_the_next_pass(planning
     planning.sandbox.clickup.set_status(planning.task_of(issue)["id"], "in progress")
     planning.sync_until_quiet()
     assert planning.sandbox.jira.issue(issue["id"])["fields"]["status"]["name"] == "In Progress"
+
+
+def test_an_issue_taken_out_of_planning_stops_syncing_both_ways_and_resumes_without_echo(
+        planning: Planning) -> None:
+    jira, clickup = planning.sandbox.jira, planning.sandbox.clickup
+    issue = new_issue(planning.sandbox, "Rework the invoice export", labels=["planning", "billing"])
+    planning.sync_until_quiet()
+    task = planning.task_of(issue)
+    jira.edit(issue["key"], labels=["billing"])  # an engineer takes it out of planning
+    planning.sync_until_quiet()
+    # Out of the JQL: the task's changes stay in ClickUp, the issue's stay in Jira.
+    clickup.set_status(task["id"], "complete")
+    clickup.add_comment(task["id"], "Moved to next quarter.")
+    jira.edit(issue["key"], summary="Rework the invoice export (v2)")
+    jira.add_comment(issue["key"], "Needs the new tax tables.", author="Dev One")
+    before, searches = writes(planning.sandbox), jira.count("POST", "/rest/api/3/search/jql")
+    stats = planning.sync()
+    assert not stats.failures and writes(planning.sandbox) == before
+    # The poll's search, and one more to read the issue within the JQL (plus a plain read, as it missed).
+    assert jira.count("POST", "/rest/api/3/search/jql") - searches == 2
+    assert jira.issue(issue["id"])["fields"]["status"]["name"] == "To Do"
+    assert len(jira.issue(issue["id"])["fields"]["comment"]["comments"]) == 1
+    assert planning.task_of(issue)["name"] == "Rework the invoice export"
+    assert [c["comment_text"] for c in clickup.comments(task["id"])] == ["Moved to next quarter."]
+    assert planning.store.link_for("jira-clickup", "left", str(issue["id"])) is not None  # paused, not unlinked
+    # Back in planning: both sides' changes made meanwhile sync once, and nothing echoes.
+    jira.edit(issue["key"], labels=["billing", "planning"])
+    planning.sync_until_quiet()
+    assert jira.issue(issue["id"])["fields"]["status"]["name"] == "Done"
+    task = planning.task_of(issue)
+    assert task["name"] == "Rework the invoice export (v2)" and task["status"]["status"] == "complete"
+    assert len(jira.issue(issue["id"])["fields"]["comment"]["comments"]) == 2
+    assert len(clickup.comments(task["id"])) == 2
+    planning.assert_second_pass_writes_nothing()
+
+
+def test_a_task_change_reads_an_issue_outside_the_poll_with_one_search(planning: Planning) -> None:
+    """The JQL membership check of an issue the poll did not return replaces its plain read: a
+    pair in planning costs no request more than before."""
+    jira, clickup = planning.sandbox.jira, planning.sandbox.clickup
+    real_clock = jira.clock
+    jira.clock = lambda: real_clock() - timedelta(hours=1)  # older than the poll's look-back
+    issue = new_issue(planning.sandbox, "Old planning issue")
+    planning.sync_until_quiet()
+    jira.clock = real_clock
+    new_issue(planning.sandbox, "New planning issue")
+    planning.sync_until_quiet()
+    clickup.set_status(planning.task_of(issue)["id"], "in progress")
+    searches = jira.count("POST", "/rest/api/3/search/jql")
+    path = f"/rest/api/3/issue/{issue['id']}"
+    reads = sum(1 for method, seen, _ in jira.request_log if (method, seen) == ("GET", path))
+    planning.sync()
+    assert jira.issue(issue["id"])["fields"]["status"]["name"] == "In Progress"
+    assert jira.count("POST", "/rest/api/3/search/jql") - searches == 2  # the poll, the issue in its JQL
+    assert sum(1 for method, seen, _ in jira.request_log if (method, seen) == ("GET", path)) == reads
+    planning.assert_second_pass_writes_nothing()
 
 
 def test_the_sandbox_runs_clickup_next_to_the_others() -> None:

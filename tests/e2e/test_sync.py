@@ -8,7 +8,7 @@ from pathlib import Path
 from ticketbridge.connectors.http import RetryPolicy
 from ticketbridge.sandbox import Sandbox
 
-from .conftest import Bridge, make_bridge, writes
+from .conftest import POLICY, Bridge, make_bridge, writes
 
 
 def seed(sandbox: Sandbox, count: int) -> list[int]:
@@ -108,14 +108,15 @@ def test_one_bad_ticket_goes_to_failures_while_the_rest_flow(bridge: Bridge) -> 
     bridge.sync_until_quiet()
     link = bridge.store.link_for("zendesk-jira", "left", str(ids[1]))
     assert link is not None
-    # Jira owns status, so its "To Do" must go to a ticket Zendesk has closed: Zendesk refuses (422).
-    bridge.sandbox.zendesk.update_ticket(ids[1], status="closed")
-    bridge.sandbox.jira.transition(link.right_key, "To Do")
+    # Zendesk takes a subject of any length; Jira refuses a summary over 255 characters (400).
+    summary = bridge.sandbox.jira.issue(link.right_id)["fields"]["summary"]
+    bridge.sandbox.zendesk.update_ticket(ids[1], subject="Everything is broken " * 15)
     bridge.sandbox.zendesk.update_ticket(ids[2], priority="low")
     stats = bridge.sync()
     failures = bridge.store.failures()
     assert [f.item_id for f in failures] == [str(ids[1])]
-    assert "closed prevents ticket update" in failures[0].message
+    assert "Summary must be less than 255 characters" in failures[0].message
+    assert bridge.sandbox.jira.issue(link.right_id)["fields"]["summary"] == summary
     other = bridge.store.link_for("zendesk-jira", "left", str(ids[2]))
     assert other is not None
     assert bridge.sandbox.jira.issue(other.right_id)["fields"]["priority"]["name"] == "Low"
@@ -164,3 +165,72 @@ def test_personal_data_never_reaches_jira_and_the_next_pass_writes_nothing(bridg
     assert "4111 1111 1111 1111" in bridge.sandbox.zendesk.ticket(ticket["id"])["subject"]
     before = writes(bridge.sandbox)
     assert bridge.sync().writes == 0 and writes(bridge.sandbox) == before
+
+
+def test_a_ticket_tagged_no_jira_stops_syncing_both_ways_and_resumes_without_echo(bridge: Bridge) -> None:
+    zendesk, jira = bridge.sandbox.zendesk, bridge.sandbox.jira
+    ids = seed(bridge.sandbox, 2)
+    bridge.sync_until_quiet()
+    link = bridge.store.link_for("zendesk-jira", "left", str(ids[0]))
+    assert link is not None
+    tags = list(zendesk.ticket(ids[0])["tags"])
+    zendesk.update_ticket(ids[0], tags=[*tags, "no_jira"])
+    bridge.sync_until_quiet()
+    issue_before = jira.issue(link.right_id)["fields"]
+    status_before = zendesk.ticket(ids[0])["status"]
+    # Out of the selection: the ticket's changes stay in Zendesk, the issue's stay in Jira.
+    zendesk.update_ticket(ids[0], priority="low")
+    zendesk.add_comment(ids[0], "The customer sees it every morning.", public=True)
+    jira.transition(link.right_key, "Done")
+    jira.add_comment(link.right_key, "Root cause in the cache layer.", author="Dev One")
+    zendesk.update_ticket(ids[1], priority="urgent")  # other pairs keep flowing
+    before = writes(bridge.sandbox)
+    stats = bridge.sync()
+    assert not stats.failures and not bridge.store.failures()
+    assert writes(bridge.sandbox) - before == 1 and stats.fields_pushed == {"left_to_right": 1}
+    assert jira.issue(link.right_id)["fields"]["priority"] == issue_before["priority"]
+    assert len(jira.issue(link.right_id)["fields"]["comment"]["comments"]) == \
+        len(issue_before["comment"]["comments"]) + 1
+    assert zendesk.ticket(ids[0])["status"] == status_before
+    assert bridge.store.link_for("zendesk-jira", "left", str(ids[0])) is not None  # paused, not unlinked
+    # Back in: what changed on either side meanwhile syncs, once, and then nothing echoes.
+    zendesk.update_ticket(ids[0], tags=tags)
+    bridge.sync_until_quiet()
+    issue = jira.issue(link.right_id)["fields"]
+    assert issue["priority"]["name"] == "Low"
+    assert zendesk.ticket(ids[0])["status"] == "solved"
+    jira_bodies = [str(c["body"]) for c in issue["comment"]["comments"]]
+    assert sum("every morning" in body for body in jira_bodies) == 1
+    assert sum("cache layer" in c["body"] for c in zendesk.comments(ids[0])) == 1
+    before = writes(bridge.sandbox)
+    assert bridge.sync().writes == 0
+    assert writes(bridge.sandbox) == before
+
+
+def test_a_paused_pair_still_stops_the_sla_clocks_of_its_ticket(tmp_path: Path, sandbox: Sandbox) -> None:
+    bridge = make_bridge(tmp_path, sandbox, policy=POLICY)
+    ticket = sandbox.zendesk.add_ticket(subject="Export broken", priority="normal", status="open",
+                                        comment={"body": "The export fails."})
+    bridge.sync_until_quiet()
+    time.sleep(1.1)  # Zendesk stamps whole seconds: close it clearly after its creation
+    sandbox.zendesk.update_ticket(ticket["id"], status="closed")  # straight from open: never solved
+    bridge.sync_until_quiet()
+    observed = bridge.store.sla_ticket("zendesk", str(ticket["id"]))
+    assert observed is not None and observed.summary is not None
+    resolution = [c for c in observed.summary["clocks"] if c["metric"] == "resolution"]
+    assert resolution and resolution[-1]["status"] == "stopped" and resolution[-1]["outcome"] == "met"
+    bridge.store.close()
+
+
+def test_a_closed_ticket_pauses_its_pair_instead_of_failing(bridge: Bridge) -> None:
+    ids = seed(bridge.sandbox, 2)
+    bridge.sync_until_quiet()
+    link = bridge.store.link_for("zendesk-jira", "left", str(ids[1]))
+    assert link is not None
+    # Zendesk refuses every update of a closed ticket; the selection (statuses) leaves it out.
+    bridge.sandbox.zendesk.update_ticket(ids[1], status="closed")
+    bridge.sandbox.jira.transition(link.right_key, "To Do")
+    stats = bridge.sync()
+    assert not stats.failures and not bridge.store.failures()
+    assert bridge.sandbox.zendesk.ticket(ids[1])["status"] == "closed"
+    assert bridge.sandbox.jira.issue(link.right_id)["fields"]["status"]["name"] == "To Do"

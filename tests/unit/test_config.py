@@ -165,7 +165,7 @@ def test_problems_from_the_config_and_its_mapping_are_collected(site: Path) -> N
     text = EXAMPLE_TEXT.replace("statuses: [To Do, In Progress, In Review, Done]",
                                 "statuses: [To Do, In Progress, In Review, Blocked, Done]")
     problems = errors(write(site, text))
-    assert [(p.file, p.line, p.column) for p in problems] == [(str(mapping), 46, 12), (str(mapping), 100, 7)]
+    assert [(p.file, p.line, p.column) for p in problems] == [(str(mapping), 49, 12), (str(mapping), 103, 7)]
     assert "unknown jira field 'sumary'" in str(problems[0])
     assert "unmapped status 'Blocked' (values.status.right_to_left)" in str(problems[1])
 

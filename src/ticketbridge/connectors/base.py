@@ -35,13 +35,17 @@ class Connector(Protocol):
         """Items changed since `cursor` (None: everything), oldest first, page by page.
 
         `select` is the flow's selection for this side; a connector may use it to narrow the
-        query (Jira JQL) but must still return linked items that no longer match, so the engine
-        sees their changes: client-side filtering is the engine's job (see `selected`).
+        query (Jira JQL). A connector that does not must still return items that no longer match,
+        and the engine filters them (see `selected`). A connector whose query applies `select`
+        (so that `selected` cannot tell) also offers `fetch_selected(item_id, select) ->
+        (Item, matches)`, with which the engine checks linked items the poll did not return.
         """
         ...
 
     def selected(self, item: Item, select: Mapping[str, Any]) -> bool:
-        """Whether an unlinked item takes part in the flow."""
+        """Whether the item matches the flow's selection, as far as its own fields tell. An
+        unlinked item that does not is never created from; a linked pair with a side that does
+        not is paused (neither side is written) until it matches again."""
         ...
 
     def fetch(self, item_id: str) -> Item:

@@ -20,7 +20,7 @@ from .yamlsource import ConfigError, Problem, SourceDoc, load_schema, read_yaml,
 
 __all__ = [
     "Config", "ConfigError", "FlowConfig", "MissingSecret", "PagingConfig", "Problem", "TrackerConfig",
-    "load_config", "parse_duration", "resolve_store_url", "validate",
+    "WebhookRoute", "WebhooksConfig", "load_config", "parse_duration", "resolve_store_url", "validate",
 ]
 
 STORE_URL_ENV = "TICKETBRIDGE_STORE_URL"
@@ -89,6 +89,37 @@ DEFAULT_EVENTS_URL = "https://events.pagerduty.com"
 
 
 @dataclass(frozen=True)
+class WebhookRoute:
+    """One tracker's webhook route; the signing secret stays in the environment variable named here."""
+
+    tracker: str  # the tracker's name under `trackers:`
+    type: str  # its type: zendesk | jira | github | clickup
+    path: str
+    secret_env: str
+
+    def secret(self, env: Mapping[str, str] = os.environ) -> str:
+        """The signing secret, read now; raises MissingSecret (naming the variable, never a value)."""
+        value = env.get(self.secret_env)
+        if not value:
+            raise MissingSecret(f"webhooks.{self.tracker}", self.secret_env)
+        return value
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    """`webhooks:`: the receiver `ticketbridge run` starts next to the polling loop."""
+
+    host: str
+    port: int
+    routes: tuple[WebhookRoute, ...]
+    max_body_bytes: int = 1024 * 1024
+    tolerance: float = 300.0  # Zendesk signature timestamp freshness, seconds either way
+
+
+DEFAULT_WEBHOOKS_LISTEN = "127.0.0.1:8900"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     store_url: str
@@ -99,6 +130,7 @@ class Config:
     log_format: str
     policy: Policy | None = None
     paging: PagingConfig | None = None
+    webhooks: WebhooksConfig | None = None
 
 
 def parse_duration(value: float | int | str) -> float:
@@ -191,7 +223,7 @@ def _check_config(path: Path, env: Mapping[str, str]) -> tuple[Config | None, li
         # still report a missing mapping file, which is independent of the rest.
         return None, problems + _missing_mappings(doc, path.parent)
     data: dict[str, Any] = doc.data
-    problems += _tracker_problems(doc)
+    problems += _tracker_problems(doc) + _webhook_problems(doc)
     if problems:
         return None, problems
     trackers = _trackers(data)
@@ -221,6 +253,7 @@ def _check_config(path: Path, env: Mapping[str, str]) -> tuple[Config | None, li
         log_format=data.get("log", {}).get("format", "auto"),
         policy=policy,
         paging=_paging(data.get("paging")),
+        webhooks=_webhooks(data.get("webhooks"), trackers),
     ), []
 
 
@@ -239,6 +272,42 @@ def _paging(spec: Mapping[str, Any] | None) -> PagingConfig | None:
         return None
     return PagingConfig(events_url=str(spec.get("events_url", DEFAULT_EVENTS_URL)).rstrip("/"),
                         routing_key_env=spec["routing_key_env"], source=spec.get("source", "ticketbridge"))
+
+
+def _webhook_problems(doc: SourceDoc) -> list[Problem]:
+    """Routes name configured trackers, and no two share a path."""
+    spec = doc.data.get("webhooks")
+    if spec is None:
+        return []
+    problems = []
+    trackers = doc.data.get("trackers", {})
+    seen: dict[str, str] = {}
+    for name, route in spec["trackers"].items():
+        if name not in trackers:
+            problems.append(doc.problem(("webhooks", "trackers", name), f"no tracker named '{name}' under "
+                                        f"trackers:; known: {', '.join(trackers) or '(none)'}", key=True))
+            continue
+        path = route.get("path", f"/hooks/{name}")
+        if path in seen:
+            problems.append(doc.problem(("webhooks", "trackers", name), f"path {path} is already the route of "
+                                        f"'{seen[path]}'; give each tracker its own path"))
+        seen[path] = name
+    port = int(str(spec.get("listen", DEFAULT_WEBHOOKS_LISTEN)).rsplit(":", 1)[1])
+    if port > 65535:
+        problems.append(doc.problem(("webhooks", "listen"), f"port {port} is out of range (0..65535)"))
+    return problems
+
+
+def _webhooks(spec: Mapping[str, Any] | None, trackers: Mapping[str, TrackerConfig]) -> WebhooksConfig | None:
+    if spec is None:
+        return None
+    host, port = str(spec.get("listen", DEFAULT_WEBHOOKS_LISTEN)).rsplit(":", 1)
+    routes = tuple(WebhookRoute(tracker=name, type=trackers[name].type, path=route.get("path", f"/hooks/{name}"),
+                                secret_env=route["secret_env"])
+                   for name, route in spec["trackers"].items())
+    return WebhooksConfig(host=host.strip("[]"), port=int(port), routes=routes,
+                          max_body_bytes=int(spec.get("max_body_bytes", 1024 * 1024)),
+                          tolerance=parse_duration(spec.get("tolerance", 300)))
 
 
 def _mapping_path(base_dir: Path, relative: str) -> Path:

@@ -15,6 +15,7 @@ item) only carries engineering -> desk. The escalation service enters through `E
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -43,7 +44,7 @@ from .model import (
 )
 from .scrubbing import Scrubber
 from .sla_service import SlaService, SlaStats
-from .store import FOLLOWER, ItemCommit, Link, Store
+from .store import FOLLOWER, Failure, ItemCommit, Link, Store
 
 log = structlog.get_logger(__name__)
 
@@ -92,6 +93,24 @@ class Escalated:
     link: Link | None  # None when blocked
     created: bool  # False when the counterpart already existed (link, intent+marker search)
     blocked: str | None = None  # why nothing was created (e.g. "pii_detected: phone, email"), never the PII
+
+
+@dataclass(frozen=True)
+class Retried:
+    """What `Engine.retry_failure` did."""
+
+    before: Failure
+    after: Failure  # the failure as it is now: resolved, or open with the latest message
+    stats: PassStats
+
+    @property
+    def resolved(self) -> bool:
+        return self.after.state == "resolved"
+
+    @property
+    def failed_again(self) -> bool:
+        return self.after.state == "open" and (self.after.attempts, self.after.updated_at) != (
+            self.before.attempts, self.before.updated_at)
 
 
 class EscalationRunner(Protocol):
@@ -204,6 +223,17 @@ class Engine:
             raise RuntimeError("attach writes a link; it cannot run in a dry run")
         return _FlowPass(self.store, self._flow(flow), self.dry_run, self.sla).attach(ticket_id, issue_ref)
 
+    def retry_failure(self, failure: Failure) -> Retried:
+        """Replay one failed item through its flow now: fetch its current state (every change
+        made since the failure, which waited behind it) and sync it, in a pass of its own. On
+        success the commit resolves the failure; otherwise the failure is recorded again, with
+        the tracker's new message. A dry-run engine only plans (`Retried.stats.planned`)."""
+        flow_pass = _FlowPass(self.store, self._flow(failure.flow), self.dry_run, self.sla)
+        flow_pass.retry(failure)
+        self.settle_sla(flow_pass.stats)
+        after = self.store.failure(failure.id) or failure
+        return Retried(failure, after, flow_pass.stats)
+
     def _flow(self, name: str) -> Flow:
         for flow in self.flows:
             if flow.name == name:
@@ -221,8 +251,10 @@ class Engine:
         return None if not due else (min(due) - self._now()).total_seconds()
 
     def run_forever(self, stop: threading.Event, intervals: Mapping[str, float],
-                    on_pass: Callable[[PassStats], None] | None = None) -> None:
-        """Poll each flow on the shorter interval of its two trackers until `stop` is set."""
+                    on_pass: Callable[[PassStats], None] | None = None,
+                    nudges: queue.Queue[tuple[str, str]] | None = None) -> None:
+        """Poll each flow on the shorter interval of its two trackers until `stop` is set. Between
+        polls, `(tracker, item id)` hints from the webhook receiver (`nudges`) are served at once."""
         due = {flow.name: 0.0 for flow in self.flows}
         import time
 
@@ -250,7 +282,53 @@ class Engine:
             timer = self.seconds_to_next_timer()
             if timer is not None:
                 wait = min(wait, timer)  # sleep until the next timer instant, not a fixed tick
-            stop.wait(max(wait, 0.05))
+            if nudges is None:
+                stop.wait(max(wait, 0.05))
+            else:
+                self._serve_nudges(stop, nudges, max(wait, 0.05), on_pass)
+
+    # -- webhooks (sync/webhooks.py) -------------------------------------------------------
+    def nudge(self, tracker: str, item_id: str) -> PassStats:
+        """Fetch the item a webhook named and process it, in every flow with `tracker` on a side,
+        as if a poll had returned it. A failed fetch is left to the next poll, the safety net."""
+        stats = PassStats()
+        for flow in self.flows:
+            for side in SIDES:
+                if flow.connector(side).name == tracker:
+                    one = _FlowPass(self.store, flow, self.dry_run, self.sla)
+                    one._refetch(side, item_id)
+                    stats.merge(one.stats)
+        return stats
+
+    def _serve_nudges(self, stop: threading.Event, nudges: queue.Queue[tuple[str, str]], timeout: float,
+                      on_pass: Callable[[PassStats], None] | None) -> None:
+        """Wait up to `timeout` (until the next poll), serving nudges as they come; a burst naming
+        one item several times fetches it once."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            try:
+                batch = dict.fromkeys([nudges.get(timeout=min(left, 0.2))])
+            except queue.Empty:
+                continue
+            while True:
+                try:
+                    batch[nudges.get_nowait()] = None
+                except queue.Empty:
+                    break
+            stats = PassStats()
+            for tracker, item_id in batch:
+                try:
+                    stats.merge(self.nudge(tracker, item_id))
+                except AuthError:
+                    raise
+                except TrackerError as error:
+                    log.error("engine.nudge_failed", tracker=tracker, item=item_id, error=str(error))
+            self.settle_sla(stats)
+            self.run_escalations(stats)
+            if on_pass:
+                on_pass(stats)
 
 
 class _FlowPass:
@@ -267,9 +345,15 @@ class _FlowPass:
         self.loaded: dict[Side, dict[str, Item]] = {"left": {}, "right": {}}
         self.done: dict[Side, set[str]] = {"left": set(), "right": set()}  # items processed
         self.done_links: set[int] = set()  # pairs synced (an issue is reached from each ticket)
+        # Ids known this pass to match / not to match a selection only the tracker's search can
+        # evaluate (Jira's JQL): what the poll returned matches, the rest is asked when needed.
+        self.matched: dict[Side, set[str]] = {"left": set(), "right": set()}
+        self.unmatched: dict[Side, set[str]] = {"left": set(), "right": set()}
         self.transition_fields: dict[Side, str | None] = {
             side: flow.connector(side).transition_field for side in SIDES}
         self.failed_ids = {f.item_id for f in store.failures(flow=flow.name)}
+        self.held = self._held_items()  # (tracker, item id) of items waiting in failures
+        self.retrying: set[tuple[Side, str]] = set()  # items this pass processes as a retry
 
     def run(self) -> PassStats:
         flow = self.flow
@@ -282,6 +366,7 @@ class _FlowPass:
         for page in flow.left.poll(self.store.cursor(flow.left.name, left_scope), flow.select("left")):
             for item in page.items:
                 self.polled["left"][item.id] = item
+                self.matched["left"].add(item.id)
                 self._process("left", item)
             if page.cursor is not None and not self.dry_run:
                 self.store.set_cursor(flow.left.name, left_scope, page.cursor)
@@ -302,16 +387,21 @@ class _FlowPass:
         for page in connector.poll(cursor, self.flow.select(side)):
             for item in page.items:
                 self.polled[side][item.id] = item
+                self.matched[side].add(item.id)
             last = page.cursor or last
         return last
 
     def _recover(self) -> None:
         """Items left mid-flight: creations interrupted by a crash, failures worth retrying."""
+        retries: list[tuple[Side, str]] = [
+            ("left" if failure.tracker == self.flow.left.name else "right", failure.item_id)
+            for failure in self.store.failures(flow=self.flow.name)
+            if failure.kind == "error" and failure.reason in ("retryable", "unsure")]
+        self.retrying.update(retries)  # these go ahead of the changes waiting behind them
         for _flow, source_side, item_id, _key in self.store.pending_intents(self.flow.name):
             self._refetch("left" if source_side == "left" else "right", item_id)
-        for failure in self.store.failures(flow=self.flow.name):
-            if failure.kind == "error" and failure.reason in ("retryable", "unsure"):
-                self._refetch("left" if failure.tracker == self.flow.left.name else "right", failure.item_id)
+        for side, item_id in retries:
+            self._refetch(side, item_id)
 
     def _refetch(self, side: Side, item_id: str) -> None:
         if item_id in self.done[side]:
@@ -336,6 +426,10 @@ class _FlowPass:
         pending = [link for link in links if link.id not in self.done_links]
         if links and not pending:
             return  # every pair of this item was synced from its other side in this pass
+        held = self._behind_failures(side, item, links, pending)
+        if held is None:
+            return
+        pending = held
         self.stats.items_seen += 1
         connector = self.flow.connector(side)
         if not links:
@@ -382,7 +476,15 @@ class _FlowPass:
         polled = self.polled[side].get(item_id)
         if polled is not None:
             return self._load(side, polled)
-        fetched = self.loaded[side][item_id] = self.flow.connector(side).fetch(item_id)
+        connector, select = self.flow.connector(side), self.flow.select(side)
+        fetch_selected = getattr(connector, "fetch_selected", None)
+        if fetch_selected is not None and select and item_id not in self.matched[side]:
+            # One search reads the item and tells whether it still matches the side's select.
+            fetched, matches = fetch_selected(item_id, select)
+            (self.matched if matches else self.unmatched)[side].add(fetched.id)
+        else:
+            fetched = connector.fetch(item_id)
+        self.loaded[side][item_id] = fetched
         return fetched
 
     def _forget(self, side: Side, item_id: str) -> None:
@@ -397,10 +499,51 @@ class _FlowPass:
             # The look-back window re-delivered a version we already processed. The pair is not
             # done: its other side may have changed and is still to come in this pass.
             return
+        if not self._in_selection(side, item):
+            self._pause(side, item, link.key_on(other(side)), [(side, item)])
+            return
         item = self._load(side, item)
         counterpart = self._counterpart(other(side), link.id_on(other(side)))
+        if not self._in_selection(other(side), counterpart):
+            self._pause(other(side), counterpart, item.key, [(side, item), (other(side), counterpart)])
+            return
         items = {side: item, other(side): counterpart}
         self._apply_pair(items["left"], items["right"], link)
+
+    def _in_selection(self, side: Side, item: Item) -> bool:
+        """Whether a linked item still matches its side's select. The mapping promises that an item
+        that does not match is neither created nor updated, so a pair with a side out of its
+        selection (a ticket tagged no_jira or closed, an issue without the planning label) pauses.
+        A select the item's own fields answer (Zendesk, GitHub, ClickUp) costs nothing; one only
+        the tracker's search answers (Jira's JQL) is known for what the poll returned, and asked
+        otherwise (see `_counterpart`, which asks while reading the item)."""
+        select = self.flow.select(side)
+        if not select:
+            return True
+        connector = self.flow.connector(side)
+        if not connector.selected(item, select):
+            return False
+        fetch_selected = getattr(connector, "fetch_selected", None)
+        if fetch_selected is None or item.id in self.matched[side]:
+            return True
+        if item.id not in self.unmatched[side]:  # read outside the poll (a recovery, a retry)
+            _, matches = fetch_selected(item.id, select)
+            (self.matched if matches else self.unmatched)[side].add(item.id)
+        return item.id not in self.unmatched[side]
+
+    def _pause(self, side: Side, item: Item, counterpart_key: str, seen: list[tuple[Side, Item]]) -> None:
+        """Leave a pair alone while `item` is out of its selection: nothing is written either way
+        and nothing is committed, so the snapshot keeps the last agreed values and, once the item
+        is selected again, what changed on either side meanwhile syncs by the usual rules. The
+        pair is never unlinked and nothing is deleted."""
+        log.info("engine.pair_paused", flow=self.flow.name, item=item.key, counterpart=counterpart_key,
+                 reason="not_selected")
+        if self.sla is not None and not self.dry_run:
+            # The SLA clocks follow a desk ticket whatever the selection: a ticket closed straight
+            # from open (closed is outside the selection) must still stop its clocks.
+            for one_side, one in seen:
+                if self.sla.is_desk(one.tracker):
+                    self.sla.observe(self._load(one_side, one))
 
     def _apply_pair(self, left: Item, right: Item, link: Link | None,
                     intent: tuple[Side, str] | None = None) -> tuple[Link | None, str | None]:
@@ -615,6 +758,7 @@ class _FlowPass:
             resolve_intent=intent,
             clear_failures=[(trackers[s], ids[s]) for s in SIDES],
             role=role))
+        self.held.difference_update((trackers[s], ids[s]) for s in SIDES)
         self.done_links.add(link.id)
         if self.sla is not None:
             self.sla.observe(left)
@@ -632,6 +776,7 @@ class _FlowPass:
         self.stats.failures.append(f"{item.key}: {error}")
         log.warning("engine.item_failed", flow=self.flow.name, item=item.key, tracker=error.tracker,
                     status=error.status, error=message)
+        self.held.add((self.flow.connector(side).name, item.id))
         if not self.dry_run:
             self.store.record_failure(self.flow.name, self.flow.connector(side).name, item.id, item.key,
                                       "error", reason, str(error))
@@ -639,9 +784,43 @@ class _FlowPass:
     def _halt(self, item: Item, reason: str) -> None:
         self.stats.halts.append(f"{item.key}: {reason}")
         log.warning("engine.item_halted", flow=self.flow.name, item=item.key, reason=reason)
+        self.held.add((item.tracker, item.id))
         if not self.dry_run:
             self.store.record_failure(self.flow.name, item.tracker, item.id, item.key, "halt",
                                       "unmapped_value", reason)
+
+    def _held_items(self) -> set[tuple[str, str]]:
+        """Items whose open failure holds their pairs. A PII block is the exception: its cause is
+        the ticket's own text, so the ticket's next change is its retry (see `_post_scan`)."""
+        return {(f.tracker, f.item_id) for f in self.store.failures(flow=self.flow.name)
+                if f.reason != "pii_detected"}
+
+    def _behind_failures(self, side: Side, item: Item, links: list[Link],
+                         pending: list[Link]) -> list[Link] | None:
+        """Items keep their order: while an item has an open failure, its later changes wait
+        behind it. Its pairs are processed only by a retry (automatic for retryable errors,
+        `ticketbridge failures retry` otherwise), which syncs the item's current state, and so
+        every change made since, in one go. The pairs of `item` free to sync now, or None when
+        the item itself waits."""
+        if (side, item.id) in self.retrying:
+            self.retrying.discard((side, item.id))
+            return pending
+        if (self.flow.connector(side).name, item.id) in self.held:
+            log.info("engine.item_waiting", flow=self.flow.name, item=item.key, reason="open_failure")
+            return None
+        free = [link for link in pending
+                if (self.flow.connector(other(side)).name, link.id_on(other(side))) not in self.held]
+        if links and not free:
+            log.info("engine.item_waiting", flow=self.flow.name, item=item.key, reason="counterpart_failure")
+            return None
+        return free
+
+    def retry(self, failure: Failure) -> None:
+        """Process the failed item through the flow now, from its current state."""
+        side: Side = "left" if failure.tracker == self.flow.left.name else "right"
+        item = self.flow.connector(side).fetch(failure.item_id)
+        self.retrying.add((side, item.id))
+        self._process(side, item)
 
     def _record_plan(self, side: Side, item: Item, decision: Decision, counterpart: str | None) -> None:
         if self.dry_run:

@@ -393,6 +393,18 @@ def upgrade(url: str) -> None:
         engine.dispose()
 
 
+def current_revision(url: str) -> str | None:
+    """The Alembic revision the database at `url` is at (None: no schema yet). Changes nothing."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = _create_engine(url)
+    try:
+        with engine.begin() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
 # -- helpers ----------------------------------------------------------------------------------
 
 

@@ -167,8 +167,9 @@ class ClickUpConnector:
     """ClickUp tasks of one or more lists.
 
     `select` keys (a flow's selection for this side): `lists` (a subset of the configured lists),
-    `statuses`, `tags_any`, `tags_none` (client-side tests of unlinked tasks; linked tasks are always
-    polled so their changes still sync).
+    `statuses`, `tags_any`, `tags_none` (client-side tests, `selected`: a task that fails them is
+    not created from, and a linked one pauses its pair; tasks are polled whatever their tags, so
+    the engine also sees one come back in).
     """
 
     type = "clickup"

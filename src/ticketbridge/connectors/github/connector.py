@@ -152,10 +152,11 @@ class GitHubConnector:
     `select` keys (a flow's selection for this side):
     - `repos`: a subset of the configured repos; only these are polled (the cursor keeps the
       others' positions). A repo not configured on the tracker is a configuration error.
-    - `labels_any`: an unlinked issue takes part only with at least one of these labels.
-    - `labels_none`: an unlinked issue with any of these labels does not take part.
-    Labels narrow nothing on the server: a linked issue whose labels stop matching must still be
-    polled so its changes sync (`selected` is the engine's client-side test).
+    - `labels_any`: an issue takes part only with at least one of these labels.
+    - `labels_none`: an issue with any of these labels does not take part.
+    Labels narrow nothing on the server: an issue whose labels stop matching is still polled, so
+    the engine (`selected` is its client-side test) pauses its pair and sees it come back in.
+    An issue that does not take part is not created from; a linked one pauses its pair.
     """
 
     type = "github"

@@ -197,6 +197,19 @@ class JiraConnector:
     def fetch(self, item_id: str) -> Item:
         return self.normalize(self.client.issue(item_id, self._wanted_fields()), with_comments=True)
 
+    def fetch_selected(self, item_id: str, select: Mapping[str, Any]) -> tuple[Item, bool]:
+        """The issue and whether it still matches the flow's JQL (an engineer may have taken the
+        `planning` label off). One search for the issue by id within the JQL reads it in place of
+        `fetch`; only an issue that does not match costs a second read (NotFound when it is gone)."""
+        if not select.get("jql"):
+            return self.fetch(item_id), True
+        body = self.client.search(f"({select['jql']}) AND id = {int(item_id)}", self._wanted_fields(),
+                                  max_results=1)
+        issues = body.get("issues") or []
+        if issues:
+            return self.normalize(issues[0], with_comments=True), True
+        return self.fetch(item_id), False
+
     def with_comments(self, item: Item) -> Item:
         return item if item.comments is not None else self.fetch(item.id)
 
