@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import re
 import signal
 import socket
@@ -48,6 +50,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_port_block(count: int) -> int:
+    """A base port P with P..P+count-1 all free now (the sandbox takes consecutive ports). The
+    kernel's ephemeral range is avoided, where other tests' connections take ports at random."""
+    for base in random.Random().sample(range(12000, 30000, 10), 200):
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(base, base + count):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise RuntimeError(f"no block of {count} free ports")
 
 
 def test_validate_accepts_the_shipped_config(capsys: pytest.CaptureFixture[str]) -> None:
@@ -174,7 +191,7 @@ def test_run_stops_cleanly_on_sigterm(bridge: Bridge) -> None:
 
 
 def test_sandbox_prints_urls_credentials_and_env_vars() -> None:
-    port = free_port()
+    port = free_port_block(5)
     process = subprocess.Popen([sys.executable, "-m", "ticketbridge.cli", "sandbox", "--port", str(port), "--seed"],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
@@ -186,7 +203,7 @@ def test_sandbox_prints_urls_credentials_and_env_vars() -> None:
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=20)
     text = "".join(lines)
-    for offset in range(4):  # Zendesk, Jira, GitHub, PagerDuty on consecutive ports
+    for offset in range(5):  # Zendesk, Jira, GitHub, PagerDuty, ClickUp on consecutive ports
         assert f"http://127.0.0.1:{port + offset}" in text
     for var in ("ZENDESK_EMAIL", "ZENDESK_API_TOKEN", "JIRA_EMAIL", "JIRA_API_TOKEN", "GITHUB_TOKEN",
                 "PAGERDUTY_ROUTING_KEY"):
