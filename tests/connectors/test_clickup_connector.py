@@ -7,7 +7,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -34,6 +34,8 @@ from ticketbridge.connectors.errors import AuthError, NotFound, Permanent
 from ticketbridge.connectors.http import RetryPolicy
 from ticketbridge.sync.model import AddComment, Create, Transition, Update, with_comment_marker
 
+from ..clock import FakeClock
+
 SHARED = Path(os.environ.get("TICKETBRIDGE_SHARED") or Path(__file__).resolve().parents[2].parent / "shared")
 RECORDED = SHARED / "reference" / "fixtures" / "clickup"
 SPEC = SHARED / "reference" / "openapi" / "clickup-v2.json"
@@ -46,20 +48,12 @@ def recorded(name: str) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
 def shared_clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +64,7 @@ def server(shared_clock: FakeClock) -> Iterator[ClickUpEmulator]:
 
 @pytest.fixture
 def clock(shared_clock: FakeClock) -> FakeClock:
-    shared_clock.now = FakeClock().now
+    shared_clock.now = START
     return shared_clock
 
 

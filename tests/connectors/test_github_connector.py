@@ -8,7 +8,7 @@ import os
 import random
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -27,6 +27,8 @@ from ticketbridge.connectors.github.connector import (
 )
 from ticketbridge.connectors.http import RetryPolicy
 from ticketbridge.sync.model import AddComment, Create, Item, Transition, Update, with_comment_marker
+
+from ..clock import FakeClock
 
 API = "https://api.github.com"
 TOKEN = "ghp_s3cretTokenValueForTests0000"
@@ -721,20 +723,12 @@ def test_bad_configuration_is_refused_without_io() -> None:
 
 # -- end to end against the emulator ----------------------------------------------------------------------
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 31, 13, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
+START = datetime(2026, 1, 31, 13, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 import os
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ from ticketbridge.connectors.jira.adf import text_to_adf
 from ticketbridge.connectors.jira.connector import JiraConnector, marker_from_label, marker_label
 from ticketbridge.connectors.jira.emulator import DEFAULT_WORKFLOW, JiraEmulator
 from ticketbridge.sync.model import AddComment, Create, Transition, Update, with_comment_marker
+
+from ..clock import FakeClock
 
 BASE = "https://acme.atlassian.net"
 API = f"{BASE}/rest/api/3"
@@ -329,20 +331,12 @@ def test_building_a_connector_does_no_io() -> None:
 
 # -- end to end against the emulator --------------------------------------------------------------
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 31, 13, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
+START = datetime(2026, 1, 31, 13, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,6 +18,8 @@ from ticketbridge.connectors.pagerduty.client import PagerDutyClient
 from ticketbridge.connectors.pagerduty.emulator import PagerDutyEmulator
 from ticketbridge.logs import scrub_text
 
+from ..clock import FakeClock
+
 KEY = "PDINTEGRATIONKEY4ticketbridge001"
 BASE = "https://events.pagerduty.example"
 
@@ -27,15 +29,7 @@ class NoJitter(random.Random):
         return a
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def policy(waits: list[float] | None = None, attempts: int = 4) -> RetryPolicy:
@@ -44,7 +38,7 @@ def policy(waits: list[float] | None = None, attempts: int = 4) -> RetryPolicy:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture

@@ -30,6 +30,8 @@ from ticketbridge.sync.policy.policy import Policy, load_policy
 from ticketbridge.sync.sla_service import SlaService
 from ticketbridge.sync.store import ItemCommit, Link, Store, TicketEvent
 
+from ..clock import FakeClock
+
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "mappings" / "policy.yaml"
 FLOWS = [("zendesk-jira", "zendesk", "jira"), ("zendesk-github", "zendesk", "github")]
@@ -40,17 +42,11 @@ SUPPORT_LEVEL, INCIDENT_ACTIVE, INCIDENT_MITIGATED, SEVERITY = 360004, 360005, 3
 FAST = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.05)
 
 
-class Clock:
+class Clock(FakeClock):
     """One clock for the emulators and the services, wound forward by the tests."""
 
     def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
+        super().__init__(datetime.now(UTC).replace(microsecond=0))
 
 
 @dataclass

@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,23 +30,17 @@ from ticketbridge.connectors.clickup.emulator import (
     sign,
 )
 
+from ..clock import FakeClock
+
 SECRET = "O94IM25S7PXBPYTMNXLLET230SRP0S89COR7B1YOJ2ZIE8WQNK5UUKRF3GH5OGSE"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 2, 9, 0, 0, 250000, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
+START = datetime(2026, 3, 2, 9, 0, 0, 250000, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
 def shared_clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +52,7 @@ def server(shared_clock: FakeClock) -> Iterator[ClickUpEmulator]:
 
 @pytest.fixture
 def clock(shared_clock: FakeClock) -> FakeClock:
-    shared_clock.now = FakeClock().now
+    shared_clock.now = START
     return shared_clock
 
 
@@ -110,7 +104,7 @@ def test_timestamps_are_millisecond_strings_and_date_updated_gt_is_strict(
     first = emu.add_task("first")
     clock.advance(seconds=5)
     second = emu.add_task("second")
-    assert first["date_updated"].isdigit() and int(first["date_updated"]) == int(FakeClock().now.timestamp() * 1000)
+    assert first["date_updated"].isdigit() and int(first["date_updated"]) == int(START.timestamp() * 1000)
     assert int(second["date_updated"]) - int(first["date_updated"]) == 5000
     since = int(first["date_updated"])
     names = [t["name"] for t in http.get(tasks_url(emu), params={"date_updated_gt": since}).json()["tasks"]]

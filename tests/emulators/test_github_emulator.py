@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 from http.client import HTTPConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +33,8 @@ from ticketbridge.connectors.github.emulator import (
     sign,
 )
 
+from ..clock import FakeClock
+
 GITHUB_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 LINK = re.compile(r'<([^>]+)>; rel="(\w+)"')
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-used", "x-ratelimit-reset",
@@ -40,20 +42,12 @@ RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-used"
 SECRET = "It's a Secret to Everybody"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 31, 13, 0, 0, 250000, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
+START = datetime(2026, 1, 31, 13, 0, 0, 250000, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
 def shared_clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +59,7 @@ def server(shared_clock: FakeClock) -> Iterator[GitHubEmulator]:
 
 @pytest.fixture
 def clock(shared_clock: FakeClock) -> FakeClock:
-    shared_clock.now = FakeClock().now
+    shared_clock.now = START
     return shared_clock
 
 
@@ -598,7 +592,7 @@ def test_rate_limit_headers_on_every_response(emu: GitHubEmulator, http: request
 
 @pytest.mark.parametrize("status", [403, 429])
 def test_primary_rate_limit(status: int) -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     with GitHubEmulator(rate_limit_per_hour=3, clock=clock, primary_limit_status=status) as emu, \
             session() as client:
         statuses = [client.get(repo_url(emu, "/issues")).status_code for _ in range(3)]

@@ -8,7 +8,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ from jira import JIRA, JIRAError
 from ticketbridge.connectors.emulator_kit import Faults
 from ticketbridge.connectors.jira.emulator import JiraEmulator
 
+from ..clock import FakeClock
+
 EMAIL = "engineer@example.com"
 TOKEN = "jira-sandbox-token"
 JIRA_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
@@ -30,20 +32,12 @@ def adf(text: str) -> dict[str, Any]:
             "content": [{"type": "paragraph", "content": [{"type": "text", "text": text}]}]}
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 31, 13, 0, 0, 123000, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
+START = datetime(2026, 1, 31, 13, 0, 0, 123000, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
 def shared_clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +49,7 @@ def server(shared_clock: FakeClock) -> Iterator[JiraEmulator]:
 
 @pytest.fixture
 def clock(shared_clock: FakeClock) -> FakeClock:
-    shared_clock.now = FakeClock().now
+    shared_clock.now = START
     return shared_clock
 
 

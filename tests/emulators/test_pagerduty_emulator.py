@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,21 +14,15 @@ import requests
 from ticketbridge.connectors.emulator_kit import Faults
 from ticketbridge.connectors.pagerduty.emulator import DEFAULT_ROUTING_KEY, PagerDutyEmulator
 
+from ..clock import FakeClock
+
 JSON = dict[str, Any]
 KEY = DEFAULT_ROUTING_KEY
 OTHER_KEY = "0THERSERV1CEKEY00000000000000000"
 INVALID = {"status": "invalid event", "message": "Event object is invalid"}
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 Post = Callable[..., requests.Response]
@@ -36,7 +30,7 @@ Post = Callable[..., requests.Response]
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture

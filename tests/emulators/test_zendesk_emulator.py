@@ -21,20 +21,14 @@ from jsonschema import Draft202012Validator
 from ticketbridge.connectors.emulator_kit import Faults
 from ticketbridge.connectors.zendesk.emulator import ZendeskEmulator
 
+from ..clock import FakeClock
+
 JSON = dict[str, Any]
 
 
-class FakeClock:
+def wall_clock() -> FakeClock:
     """A clock tests move by hand, to pin changes into one second or step past a window."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+    return FakeClock(datetime.now(UTC).replace(microsecond=0))
 
 
 def _session(zd: ZendeskEmulator) -> requests.Session:
@@ -133,7 +127,7 @@ def test_show_update_round_trip(zd: ZendeskEmulator, api: Callable[..., Any]) ->
 
 
 def test_noop_update_keeps_timestamps() -> None:
-    clock = FakeClock()
+    clock = wall_clock()
     with ZendeskEmulator(export_exclusion_seconds=0, clock=clock) as zd:
         ticket = zd.add_ticket(subject="Same", status="open")
         clock.advance(5)
@@ -223,7 +217,7 @@ def test_closed_ticket_update_is_rejected(zd: ZendeskEmulator, api: Callable[...
 
 
 def test_safe_update_conflict() -> None:
-    clock = FakeClock()
+    clock = wall_clock()
     with ZendeskEmulator(export_exclusion_seconds=0, clock=clock) as zd:
         ticket = zd.add_ticket(subject="Race")
         stamp = ticket["updated_at"]
@@ -281,7 +275,7 @@ def test_incremental_export_parameter_errors(api: Callable[..., Any]) -> None:
 
 
 def test_two_updates_in_one_second_are_both_exported() -> None:
-    clock = FakeClock()  # frozen: every change below shares one generated_timestamp
+    clock = wall_clock()  # frozen: every change below shares one generated_timestamp
     with ZendeskEmulator(export_exclusion_seconds=0, clock=clock) as zd:
         session = _session(zd)
         url = f"{zd.base_url}/api/v2/incremental/tickets/cursor"
@@ -299,7 +293,7 @@ def test_two_updates_in_one_second_are_both_exported() -> None:
 
 
 def test_exclusion_window_hides_recent_changes() -> None:
-    clock = FakeClock()
+    clock = wall_clock()
     with ZendeskEmulator(export_exclusion_seconds=60, clock=clock) as zd:
         session = _session(zd)
         url = f"{zd.base_url}/api/v2/incremental/tickets/cursor"
