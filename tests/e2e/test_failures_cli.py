@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from ticketbridge.sync.store import head_revision
 
-from ..store.conftest import PG_URL, _pg_unreachable
+from ..pg import fresh_schema
 from .conftest import MAPPING, Bridge
 from .test_cli import run_cli
 
@@ -216,20 +215,8 @@ def fresh_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh' / 'store.db'}"
         return
-    reason = _pg_unreachable()
-    if reason:
-        pytest.skip(reason)
-    schema = f"tb_test_{uuid.uuid4().hex[:16]}"
-    admin = sa.create_engine(PG_URL)
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        yield make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_schema() as url:
+        yield url
 
 
 def test_db_upgrade_migrates_a_fresh_store_to_head_and_says_from_where(
