@@ -29,6 +29,8 @@ from .sync.engine import Engine, Flow, PassStats
 from .sync.escalation_service import EscalationService
 from .sync.sla_service import SlaService, utc_now
 from .sync.store import Store
+from .sync.workers import run_worker
+from .sync.workqueue import DEFAULT_LEASE
 
 if TYPE_CHECKING:
     from .sync.scrubbing import Scrubber
@@ -103,13 +105,19 @@ def open_runtime(config: Config, env: Mapping[str, str], *, check: bool = True,
     return Runtime(store, flows, sla, escalation)
 
 
+def log_level(env: Mapping[str, str]) -> str:
+    """$TICKETBRIDGE_LOG_LEVEL (DEBUG adds which items each worker held, and when), else INFO."""
+    level = env.get("TICKETBRIDGE_LOG_LEVEL", "INFO").upper()
+    return level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO"
+
+
 def guarded(args: argparse.Namespace, action: Callable[[Config], int]) -> int:
     """Load the config and run `action` on it, turning the documented errors into one clear
     line and an exit code."""
     config: Config | None = None
     try:
         config = load_config(Path(args.config) if args.config else default_config())
-        logs.configure(config.log_format)
+        logs.configure(config.log_format, level=log_level(os.environ))
         return action(config)
     except ConfigError as error:
         print(str(error), file=sys.stderr)
@@ -240,7 +248,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                     receiver.start()
                 except OSError as error:
                     return _fail(f"{error} (webhooks.listen in {config.path}; is the port in use?)", EXIT_INPUT)
-            runtime.engine().run_forever(stop, intervals, nudges=nudges)
+            if runtime.store.shared:  # PostgreSQL: one of any number of workers sharing the store
+                run_worker(runtime.engine(), stop, intervals, claim_lease=args.claim_lease, nudges=nudges)
+            else:
+                runtime.engine().run_forever(stop, intervals, nudges=nudges)
         finally:
             if receiver is not None:
                 receiver.stop()
@@ -344,8 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     sync = with_config(sub.add_parser("sync", help="sync every flow"))
     sync.add_argument("--once", action="store_true", required=True, help="one full pass, then exit")
     sync.set_defaults(func=cmd_sync)
-    with_config(sub.add_parser("run", help="the long-running loop (SIGTERM/SIGINT stop it cleanly)")
-                ).set_defaults(func=cmd_run)
+    run = with_config(sub.add_parser(
+        "run", help="the long-running loop (SIGTERM/SIGINT stop it cleanly); on PostgreSQL, start as many as you like"))
+    run.add_argument("--claim-lease", type=float, default=DEFAULT_LEASE, metavar="SECONDS",
+                     help="on PostgreSQL: how long a dead worker's claimed items wait before another takes "
+                          f"them over (default {DEFAULT_LEASE:g})")
+    run.set_defaults(func=cmd_run)
     sla = sub.add_parser("sla", help="SLA clocks: due dates, one ticket's clocks, a report")
     sla_sub = sla.add_subparsers(dest="sla_command", required=True)
     due = sla_sub.add_parser("due", help="when a target falls due, on the policy's calendars")

@@ -1,1 +1,1 @@
-"""Reliability: crashes, faults, several workers, bad input and secrets; each file also runs as a script printing its figures."""
+"""Reliability: crashes, faults, several workers, bad input, secrets. Each file also runs as a script printing figures."""

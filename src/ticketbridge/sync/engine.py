@@ -11,14 +11,21 @@ to. A primary link syncs both ways; a follower link (a ticket attached to an exi
 item) only carries engineering -> desk. The escalation service enters through `Engine.escalate`
 (create the engineering counterpart now, whatever the flow's create mode) and `Engine.attach`
 (follow an existing engineering item), and runs its own timers through the `escalation` hook.
+
+Every item is processed under its lock and the locks of its counterparts (`Store.locks`: advisory
+locks on PostgreSQL), so no pair is synced by two processes at once. Several workers share the
+work through the work queue: `Engine.poll_into` queues what a poll returned, `Engine.work` syncs
+what a worker claimed (see workqueue.py and workers.py).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -26,7 +33,7 @@ from typing import Any, Protocol
 import structlog
 
 from ..connectors.base import Connector
-from ..connectors.errors import AuthError, NotFound, TrackerError
+from ..connectors.errors import AuthError, NotFound, Retryable, TrackerError
 from .decide import SIDES, TRACKER_TITLES, Scrub, decide_create, decide_follower, decide_pair, field_names
 from .mapping import FlowMapping
 from .model import (
@@ -45,6 +52,7 @@ from .model import (
 from .scrubbing import Scrubber
 from .sla_service import SlaService, SlaStats
 from .store import FOLLOWER, Failure, ItemCommit, Link, Store
+from .workqueue import WorkItem, WorkQueue, item_lock
 
 log = structlog.get_logger(__name__)
 
@@ -156,16 +164,24 @@ class PassStats:
         self.escalations.extend(other_stats.escalations)
 
 
+class ItemBusy(Retryable):
+    """Another process is syncing the item (or one of its counterparts) right now."""
+
+
 def _direction(target_side: Side) -> str:
     return "left_to_right" if target_side == "right" else "right_to_left"
 
 
 class Engine:
     def __init__(self, store: Store, flows: Iterable[Flow], *, dry_run: bool = False,
-                 sla: SlaService | None = None, escalation: EscalationRunner | None = None) -> None:
+                 sla: SlaService | None = None, escalation: EscalationRunner | None = None,
+                 lock_wait: float = 30.0) -> None:
         self.store = store
         self.flows = list(flows)
         self.dry_run = dry_run
+        # How long an item another process is syncing is waited for, before it is recorded as a
+        # retryable failure (and so retried by the next pass).
+        self.lock_wait = lock_wait
         # SLA clocks and escalations change nothing in a dry run: they would write due dates,
         # record breaches, create issues.
         self.sla = None if dry_run else sla
@@ -181,7 +197,11 @@ class Engine:
         return total
 
     def sync_flow(self, flow: Flow) -> PassStats:
-        return _FlowPass(self.store, flow, self.dry_run, self.sla).run()
+        return self._pass(flow).run()
+
+    def _pass(self, flow: Flow, lock_wait: float | None = None) -> _FlowPass:
+        return _FlowPass(self.store, flow, self.dry_run, self.sla,
+                         self.lock_wait if lock_wait is None else lock_wait)
 
     def settle_sla(self, stats: PassStats) -> None:
         """Recompute the clocks of tickets seen in this pass and of tickets whose timer is due."""
@@ -212,8 +232,7 @@ class Engine:
         finds personal data blocks the creation (`blocked` says which kinds). A tracker error is
         recorded as the ticket's failure and raised, so the caller retries.
         """
-        return _FlowPass(self.store, self._flow(flow), self.dry_run, self.sla).escalate(
-            ticket_id, extra_fields, appendix)
+        return self._pass(self._flow(flow)).escalate(ticket_id, extra_fields, appendix)
 
     def attach(self, flow: str, ticket_id: str, issue_ref: str) -> Link:
         """Attach desk ticket `ticket_id` as a follower of the existing engineering item
@@ -221,14 +240,14 @@ class Engine:
         existing link between the two (of either role) is synced and returned."""
         if self.dry_run:
             raise RuntimeError("attach writes a link; it cannot run in a dry run")
-        return _FlowPass(self.store, self._flow(flow), self.dry_run, self.sla).attach(ticket_id, issue_ref)
+        return self._pass(self._flow(flow)).attach(ticket_id, issue_ref)
 
     def retry_failure(self, failure: Failure) -> Retried:
         """Replay one failed item through its flow now: fetch its current state (every change
         made since the failure, which waited behind it) and sync it, in a pass of its own. On
         success the commit resolves the failure; otherwise the failure is recorded again, with
         the tracker's new message. A dry-run engine only plans (`Retried.stats.planned`)."""
-        flow_pass = _FlowPass(self.store, self._flow(failure.flow), self.dry_run, self.sla)
+        flow_pass = self._pass(self._flow(failure.flow))
         flow_pass.retry(failure)
         self.settle_sla(flow_pass.stats)
         after = self.store.failure(failure.id) or failure
@@ -256,8 +275,6 @@ class Engine:
         """Poll each flow on the shorter interval of its two trackers until `stop` is set. Between
         polls, `(tracker, item id)` hints from the webhook receiver (`nudges`) are served at once."""
         due = {flow.name: 0.0 for flow in self.flows}
-        import time
-
         while not stop.is_set():
             now = time.monotonic()
             for flow in self.flows:
@@ -295,7 +312,7 @@ class Engine:
         for flow in self.flows:
             for side in SIDES:
                 if flow.connector(side).name == tracker:
-                    one = _FlowPass(self.store, flow, self.dry_run, self.sla)
+                    one = self._pass(flow)
                     one._refetch(side, item_id)
                     stats.merge(one.stats)
         return stats
@@ -304,19 +321,7 @@ class Engine:
                       on_pass: Callable[[PassStats], None] | None) -> None:
         """Wait up to `timeout` (until the next poll), serving nudges as they come; a burst naming
         one item several times fetches it once."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
-            try:
-                batch = dict.fromkeys([nudges.get(timeout=min(left, 0.2))])
-            except queue.Empty:
-                continue
-            while True:
-                try:
-                    batch[nudges.get_nowait()] = None
-                except queue.Empty:
-                    break
+        for batch in nudge_batches(stop, nudges, timeout):
             stats = PassStats()
             for tracker, item_id in batch:
                 try:
@@ -330,15 +335,87 @@ class Engine:
             if on_pass:
                 on_pass(stats)
 
+    # -- several workers (workers.py) -------------------------------------------------------
+    def poll_into(self, flow: Flow, work: WorkQueue) -> int:
+        """Poll `flow` and queue what changed, each page with its cursor in one transaction; also
+        queue what a pass recovers by itself (interrupted creations, retryable failures).
+        Returns how many items were queued."""
+        return self._pass(flow).poll_into(work)
+
+    def queue_nudge(self, tracker: str, item_id: str, work: WorkQueue) -> None:
+        """Queue the item a webhook named, in every flow with `tracker` on a side."""
+        for flow in self.flows:
+            for side in SIDES:
+                if flow.connector(side).name == tracker:
+                    work.add(flow.name, side, [item_id])
+
+    def work(self, claimed: Iterable[WorkItem], work: WorkQueue) -> PassStats:
+        """Sync the items this worker claimed. An item busy in another process, or whose fetch
+        failed, is handed back to be claimed again shortly; the rest are finished (an item that
+        fails to sync is in failures, which hold it durably)."""
+        stats = PassStats()
+        by_flow: dict[str, list[WorkItem]] = {}
+        for one in claimed:
+            by_flow.setdefault(one.flow, []).append(one)
+        for name, items in by_flow.items():
+            flow = next((f for f in self.flows if f.name == name), None)
+            if flow is None:  # the flow left the config: its queued items have nowhere to go
+                for one in items:
+                    work.finish(one)
+                continue
+            flow_pass = self._pass(flow, lock_wait=0)
+            for one in items:
+                side: Side = "left" if one.side == "left" else "right"
+                try:
+                    synced = flow_pass.work_on(side, one.item_id)
+                except AuthError:
+                    work.hand_back(one)
+                    raise
+                except TrackerError as error:
+                    log.warning("engine.work_fetch_failed", flow=name, item=one.item_id, error=str(error),
+                                attempts=one.attempts)
+                    work.hand_back(one, delay=min(2.0 ** one.attempts, 60.0))
+                    continue
+                if synced:
+                    work.finish(one)
+                else:
+                    work.hand_back(one)
+            stats.merge(flow_pass.stats)
+        return stats
+
+
+def nudge_batches(stop: threading.Event, nudges: queue.Queue[tuple[str, str]],
+                  timeout: float) -> Iterable[list[tuple[str, str]]]:
+    """Wait up to `timeout` for webhook nudges, yielding them in batches as they come; a burst
+    naming one item several times yields it once."""
+    import time
+
+
+    deadline = time.monotonic() + timeout
+    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        try:
+            batch = dict.fromkeys([nudges.get(timeout=min(left, 0.2))])
+        except queue.Empty:
+            continue
+        while True:
+            try:
+                batch[nudges.get_nowait()] = None
+            except queue.Empty:
+                break
+        yield list(batch)
+
 
 class _FlowPass:
     """One pass over one flow. Holds the per-pass caches; the store holds all durable state."""
 
-    def __init__(self, store: Store, flow: Flow, dry_run: bool, sla: SlaService | None = None) -> None:
+    def __init__(self, store: Store, flow: Flow, dry_run: bool, sla: SlaService | None = None,
+                 lock_wait: float = 30.0) -> None:
         self.store = store
         self.flow = flow
         self.dry_run = dry_run
         self.sla = sla
+        self.lock_wait = lock_wait
+        self.busy: set[tuple[Side, str]] = set()  # items another process holds (lock_wait 0 only)
         self.stats = PassStats()
         self.polled: dict[Side, dict[str, Item]] = {"left": {}, "right": {}}
         # Items with their comments, read at most once per pass; dropped when we write to them.
@@ -393,15 +470,59 @@ class _FlowPass:
 
     def _recover(self) -> None:
         """Items left mid-flight: creations interrupted by a crash, failures worth retrying."""
-        retries: list[tuple[Side, str]] = [
-            ("left" if failure.tracker == self.flow.left.name else "right", failure.item_id)
-            for failure in self.store.failures(flow=self.flow.name)
-            if failure.kind == "error" and failure.reason in ("retryable", "unsure")]
+        retries = self._retries()
         self.retrying.update(retries)  # these go ahead of the changes waiting behind them
-        for _flow, source_side, item_id, _key in self.store.pending_intents(self.flow.name):
-            self._refetch("left" if source_side == "left" else "right", item_id)
+        for side, item_id in self._interrupted():
+            self._refetch(side, item_id)
         for side, item_id in retries:
             self._refetch(side, item_id)
+
+    def _retries(self) -> list[tuple[Side, str]]:
+        return [(self._side_of(failure.tracker), failure.item_id)
+                for failure in self.store.failures(flow=self.flow.name)
+                if failure.kind == "error" and failure.reason in ("retryable", "unsure")]
+
+    def _interrupted(self) -> list[tuple[Side, str]]:
+        return [("left" if source_side == "left" else "right", item_id)
+                for _flow, source_side, item_id, _key in self.store.pending_intents(self.flow.name)]
+
+    def _side_of(self, tracker: str) -> Side:
+        return "left" if tracker == self.flow.left.name else "right"
+
+    # -- several workers --------------------------------------------------------------------
+    def poll_into(self, work: WorkQueue) -> int:
+        queued = 0
+        for side in ("right", "left"):
+            connector = self.flow.connector(side)
+            for page in connector.poll(self.store.cursor(connector.name, self.flow.name), self.flow.select(side)):
+                cursor = (connector.name, self.flow.name, page.cursor) if page.cursor is not None else None
+                changed = [item.id for item in page.items if not self._seen_version(side, item)]
+                work.add(self.flow.name, side, changed, cursor=cursor)
+                queued += len(changed)
+        recover = self._interrupted() + self._retries()
+        for side, item_id in recover:
+            work.add(self.flow.name, side, [item_id])
+        return queued + len(recover)
+
+    def _seen_version(self, side: Side, item: Item) -> bool:
+        """A version every link of the item already committed, re-delivered by a look-back window
+        (see `_sync_linked`): nothing to queue."""
+        if not getattr(self.flow.connector(side), "dedupe_versions", False) or item.id in self.failed_ids:
+            return False
+        links = self.store.links_for(self.flow.name, side, item.id)
+        return bool(links) and all(link.version_on(side) == item.version for link in links)
+
+    def work_on(self, side: Side, item_id: str) -> bool:
+        """Fetch one queued item and process it. False when another process holds it (try later).
+        A fetch error goes up (the claim is handed back); a sync error becomes a failure."""
+        if (side, item_id) in self._retries():
+            self.retrying.add((side, item_id))  # a retry goes ahead of the changes behind it
+        try:
+            item = self.flow.connector(side).fetch(item_id)
+        except NotFound:
+            return True
+        self._process(side, item)
+        return (side, item.id) not in self.busy
 
     def _refetch(self, side: Side, item_id: str) -> None:
         if item_id in self.done[side]:
@@ -421,8 +542,41 @@ class _FlowPass:
     def _process(self, side: Side, item: Item) -> None:
         if item.id in self.done[side]:
             return
-        self.done[side].add(item.id)
         links = self.store.links_for(self.flow.name, side, item.id)
+        try:
+            with self._locked(side, item.id, links):
+                self.done[side].add(item.id)
+                self._process_held(side, item, links)
+        except ItemBusy as error:
+            if self.lock_wait <= 0:
+                self.busy.add((side, item.id))
+                log.info("engine.item_busy", flow=self.flow.name, item=item.key)
+            else:
+                self._fail(side, item, error)
+
+    @contextmanager
+    def _locked(self, side: Side, item_id: str, links: Iterable[Link], also: Iterable[str] = ()) -> Iterator[None]:
+        """Hold the item and its counterparts (those of `links`, and `also`: ids on the other side),
+        waiting up to `lock_wait` for another process that holds one of them."""
+        counterparts = [link.id_on(other(side)) for link in links] + list(also)
+        names = [item_lock(self.flow.connector(side).name, item_id)] + [
+            item_lock(self.flow.connector(other(side)).name, one) for one in counterparts]
+        locks = self.store.locks
+        deadline = time.monotonic() + self.lock_wait
+        while not locks.try_acquire(names):
+            if time.monotonic() >= deadline:
+                raise ItemBusy(self.flow.connector(side).name,
+                               f"item {item_id} is being synced by another worker; tried again on the next pass")
+            time.sleep(0.05)
+        # Logged inside the held span, so the logged spans of two workers overlap only if theirs did.
+        log.debug("engine.items_held", items=names)
+        try:
+            yield
+        finally:
+            log.debug("engine.items_freed", items=names)
+            locks.release(names)
+
+    def _process_held(self, side: Side, item: Item, links: list[Link]) -> None:
         pending = [link for link in links if link.id not in self.done_links]
         if links and not pending:
             return  # every pair of this item was synced from its other side in this pass
@@ -620,17 +774,18 @@ class _FlowPass:
         ticket = self.flow.left.fetch(ticket_id)
         self.done["left"].add(ticket.id)
         self.loaded["left"][ticket.id] = ticket
-        link = self.store.link_for(self.flow.name, "left", ticket.id)
-        if link is not None:
-            self._add_labels(link, extra_fields)
-            return Escalated(link, False)
-        try:
-            outcome = self._create("left", ticket, extra_fields=extra_fields, appendix=appendix)
-        except AuthError:
-            raise
-        except TrackerError as error:
-            self._fail("left", ticket, error)
-            raise
+        with self._locked("left", ticket.id, self.store.links_for(self.flow.name, "left", ticket.id)):
+            link = self.store.link_for(self.flow.name, "left", ticket.id)
+            if link is not None:
+                self._add_labels(link, extra_fields)
+                return Escalated(link, False)
+            try:
+                outcome = self._create("left", ticket, extra_fields=extra_fields, appendix=appendix)
+            except AuthError:
+                raise
+            except TrackerError as error:
+                self._fail("left", ticket, error)
+                raise
         log.info("engine.escalated", flow=self.flow.name, ticket=ticket.key, created=outcome.created,
                  issue=outcome.link.right_key if outcome.link else None, blocked=outcome.blocked)
         return outcome
@@ -658,16 +813,17 @@ class _FlowPass:
         issue = self.flow.right.fetch(issue_ref)  # by key; the link keeps the immutable id
         self.loaded["left"][ticket.id] = ticket
         self.loaded["right"][issue.id] = issue
-        link = self.store.link_between(self.flow.name, ticket.id, issue.id)
-        if link is None:
-            # The link first, so that a halt of its first sync (an unmapped status) still leaves
-            # the ticket attached; versions unknown, so the next pass looks at both once more.
-            link = self.store.commit_item(ItemCommit(
-                flow=self.flow.name, left_id=ticket.id, left_key=ticket.key, right_id=issue.id,
-                right_key=issue.key, snapshot={}, role=FOLLOWER,
-                audit=[("attach", "left", {"left_key": ticket.key, "right_key": issue.key})]))
-            log.info("engine.attached", flow=self.flow.name, ticket=ticket.key, issue=issue.key)
-        synced, _ = self._apply_pair(ticket, issue, link)
+        with self._locked("left", ticket.id, [], also=[issue.id]):
+            link = self.store.link_between(self.flow.name, ticket.id, issue.id)
+            if link is None:
+                # The link first, so that a halt of its first sync (an unmapped status) still leaves
+                # the ticket attached; versions unknown, so the next pass looks at both once more.
+                link = self.store.commit_item(ItemCommit(
+                    flow=self.flow.name, left_id=ticket.id, left_key=ticket.key, right_id=issue.id,
+                    right_key=issue.key, snapshot={}, role=FOLLOWER,
+                    audit=[("attach", "left", {"left_key": ticket.key, "right_key": issue.key})]))
+                log.info("engine.attached", flow=self.flow.name, ticket=ticket.key, issue=issue.key)
+            synced, _ = self._apply_pair(ticket, issue, link)
         return synced or self.store.link_between(self.flow.name, ticket.id, issue.id) or link
 
     # -- redaction tripwire --------------------------------------------------------------------

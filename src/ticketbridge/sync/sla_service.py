@@ -23,6 +23,7 @@ from .policy.history import MANAGED_TAGS, history_event, observe, severity_value
 from .policy.policy import Policy
 from .policy.sla import TicketSla, compute_clocks
 from .store import Store, TicketEvent
+from .workqueue import item_lock
 
 log = structlog.get_logger(__name__)
 
@@ -106,21 +107,28 @@ class SlaService:
             self._dirty[(left, link.left_id)] = None
 
     # -- decide, push, commit ------------------------------------------------------------------
-    def settle(self) -> SlaStats:
-        """Evaluate every ticket observed since the last call and every ticket whose timer is due."""
+    def settle(self, *, timers: bool = True) -> SlaStats:
+        """Evaluate every ticket observed since the last call and (`timers`) every ticket whose timer
+        is due. Of several workers, each settles what it observed; one (the timers lease) the timers."""
         stats = SlaStats()
         now = self.now()
         todo = dict(self._dirty)
         self._dirty.clear()
-        if not self._checked_versions:
+        if timers and not self._checked_versions:
             # Clocks computed under another policy or calendar version (an admin edited the file,
             # a holiday year rolled in) are recomputed from their history once, at start.
             self._checked_versions = True
             todo.update(dict.fromkeys((t.tracker, t.item_id) for t in self.store.sla_tickets()
                                       if (t.summary or {}).get("policy_version") != self.policy.version))
-        todo.update(dict.fromkeys(self.store.due_sla_tickets(now)))
+        if timers:
+            todo.update(dict.fromkeys(self.store.due_sla_tickets(now)))
         for tracker, item_id in todo:
-            stats.merge(self.evaluate(tracker, item_id, now))
+            # Evaluating writes due dates to the ticket: not while another worker syncs it.
+            with self.store.locks.holding([item_lock(tracker, item_id)]) as free:
+                if free:
+                    stats.merge(self.evaluate(tracker, item_id, now))
+                else:
+                    self._dirty[(tracker, item_id)] = None  # the next settle
         return stats
 
     def next_wake(self) -> datetime | None:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -31,6 +31,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
+
+if TYPE_CHECKING:
+    from .workqueue import Locks
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SIDES = ("left", "right")
@@ -516,6 +519,7 @@ class Store:
     def __init__(self, url: str, engine: Engine) -> None:
         self._url = url
         self._engine = engine
+        self._locks: Locks | None = None
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -528,8 +532,30 @@ class Store:
             raise
         return cls(url, engine)
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
+        if self._locks is not None:
+            self._locks.close()
         self._engine.dispose()
+
+    @property
+    def shared(self) -> bool:
+        """Whether several processes may share this store (PostgreSQL), each running workers."""
+        return self._engine.dialect.name == "postgresql"
+
+    @property
+    def locks(self) -> Locks:
+        """This process's item locks and leases (workqueue.Locks), opened on first use."""
+        if self._locks is None:
+            from .workqueue import Locks
+
+            self._locks = Locks(self)
+        return self._locks
 
     @property
     def url(self) -> str:
@@ -1054,3 +1080,4 @@ class Store:
 # The escalation outbox keeps its tables on this metadata (migration 0004); importing it here puts
 # them there whenever the store is used, so schema checks and `metadata` see every table.
 from . import outbox as _outbox  # noqa: E402, F401
+from . import workqueue as _workqueue  # noqa: E402, F401  (the work queue's table, migration 0005)
