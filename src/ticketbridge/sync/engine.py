@@ -388,9 +388,6 @@ def nudge_batches(stop: threading.Event, nudges: queue.Queue[tuple[str, str]],
                   timeout: float) -> Iterable[list[tuple[str, str]]]:
     """Wait up to `timeout` for webhook nudges, yielding them in batches as they come; a burst
     naming one item several times yields it once."""
-    import time
-
-
     deadline = time.monotonic() + timeout
     while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
         try:
@@ -431,6 +428,7 @@ class _FlowPass:
         self.failed_ids = {f.item_id for f in store.failures(flow=flow.name)}
         self.held = self._held_items()  # (tracker, item id) of items waiting in failures
         self.retrying: set[tuple[Side, str]] = set()  # items this pass processes as a retry
+        self.retryable: set[tuple[Side, str]] | None = None  # items with a retryable failure, when asked
 
     def run(self) -> PassStats:
         flow = self.flow
@@ -515,7 +513,9 @@ class _FlowPass:
     def work_on(self, side: Side, item_id: str) -> bool:
         """Fetch one queued item and process it. False when another process holds it (try later).
         A fetch error goes up (the claim is handed back); a sync error becomes a failure."""
-        if (side, item_id) in self._retries():
+        if self.retryable is None:
+            self.retryable = set(self._retries())
+        if (side, item_id) in self.retryable:
             self.retrying.add((side, item_id))  # a retry goes ahead of the changes behind it
         try:
             item = self.flow.connector(side).fetch(item_id)
