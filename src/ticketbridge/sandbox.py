@@ -4,11 +4,13 @@ Events endpoint and ClickUp the next ones."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .connectors.clickup.emulator import DEFAULT_LIST_ID, ClickUpEmulator
-from .connectors.emulator_kit import EmulatorServer
+from .connectors.emulator_kit import EmulatorServer, WebhookDispatcher, WebhookFaults
 from .connectors.github.emulator import GitHubEmulator
 from .connectors.jira.emulator import JiraEmulator
 from .connectors.pagerduty.emulator import PagerDutyEmulator
@@ -70,6 +72,20 @@ CLICKUP_FLOW = """\
     mapping: {mapping}
 """
 
+# What `webhooks=` adds: the receiver `ticketbridge run` starts, one signed route per tracker.
+WEBHOOKS_SECTION = """\
+webhooks:
+  listen: {listen}
+  trackers:
+{routes}"""
+WEBHOOK_ROUTE = "    {tracker}: {{path: {path}, secret_env: {secret_env}}}\n"
+
+
+def webhook_path(tracker: str) -> str:
+    """The receiver's default route of a tracker (`webhooks.trackers.<name>.path` left out)."""
+    return f"/hooks/{tracker}"
+
+
 # The env var names config.example.yaml reads, with the credentials the emulators accept.
 ENV_VARS = {
     "zendesk": ("ZENDESK_EMAIL", "ZENDESK_API_TOKEN"),
@@ -97,6 +113,36 @@ class Sandbox:
         return {"zendesk": self.zendesk, "jira": self.jira, "github": self.github, "pagerduty": self.pagerduty,
                 "clickup": self.clickup}
 
+    @property
+    def webhook_senders(self) -> dict[str, WebhookDispatcher]:
+        """The emulators that send webhooks, by tracker name (PagerDuty only receives events)."""
+        return {"zendesk": self.zendesk.webhooks, "jira": self.jira.webhooks, "github": self.github.webhooks,
+                "clickup": self.clickup.webhooks}
+
+    def send_webhooks_to(self, base_url: str, secrets: Mapping[str, str], paths: Mapping[str, str] | None = None,
+                         faults: WebhookFaults | None = None) -> None:
+        """Point the webhooks of each tracker named in `secrets` at `base_url` + its path (by default
+        the receiver's `/hooks/<tracker>`), signed with that secret. `faults` is copied to each of
+        them, so every emulator rolls its own dice from the same seed; None leaves their faults as
+        they are. The other emulators stop sending."""
+        for name, sender in self.webhook_senders.items():
+            if name not in secrets:
+                sender.url = None
+                continue
+            path = (paths or {}).get(name, webhook_path(name))
+            sender.url = base_url.rstrip("/") + path
+            sender.secret = secrets[name]
+            if faults is not None:
+                sender.faults = dataclasses.replace(faults)
+
+    def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
+        """Block until every emulator's queued webhooks were sent or dropped; False on timeout."""
+        return all(sender.wait(timeout) for sender in self.webhook_senders.values())
+
+    def webhooks_idle(self) -> bool:
+        """No emulator has a webhook queued or on its way (a non-blocking `wait_for_webhooks`)."""
+        return all(sender.pending == 0 for sender in self.webhook_senders.values())
+
     def credentials(self) -> dict[str, str]:
         """Env var -> value, as `export` lines need them."""
         return {
@@ -108,10 +154,13 @@ class Sandbox:
 
     def write_config(self, path: Path, *, store_url: str, mapping: Path, poll_interval: str = "5s",
                      policy: Path | None = None, escalation_mapping: Path | None = None,
-                     clickup_mapping: Path | None = None) -> Path:
+                     clickup_mapping: Path | None = None, webhooks: Mapping[str, str] | None = None,
+                     webhooks_listen: str = "127.0.0.1:8900") -> Path:
         """A config file pointing at this sandbox (used by the demo and the end-to-end tests).
         `escalation_mapping` adds the GitHub tracker with that flow and paging to the sandbox's
-        PagerDuty endpoint; `clickup_mapping` adds the ClickUp tracker and the jira-clickup flow."""
+        PagerDuty endpoint; `clickup_mapping` adds the ClickUp tracker and the jira-clickup flow.
+        `webhooks` (tracker name -> the env var holding its secret) adds the `webhooks:` section,
+        the receiver listening on `webhooks_listen`, each tracker on its default path."""
         extra = {"github_tracker": "", "escalation": "", "clickup_tracker": "", "clickup_flow": ""}
         if escalation_mapping is not None:
             values = {"mapping": escalation_mapping.resolve(), "github": self.github.base_url,
@@ -127,6 +176,10 @@ class Sandbox:
                                       mapping=mapping.resolve(), poll_interval=poll_interval, **extra)
         if policy is not None:
             text += f"sla:\n  policy: {policy.resolve()}\n"
+        if webhooks:
+            routes = "".join(WEBHOOK_ROUTE.format(tracker=name, path=webhook_path(name), secret_env=env_var)
+                             for name, env_var in webhooks.items())
+            text += WEBHOOKS_SECTION.format(listen=webhooks_listen, routes=routes)
         path.write_text(text)
         return path
 

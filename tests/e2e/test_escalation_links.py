@@ -59,7 +59,9 @@ class Escalation:
 
     @property
     def engine(self) -> Engine:
-        return Engine(self.store, [self.flow])
+        # Timed-out writes are retried at the next pass here (the emulators answer at once; in
+        # production an unsure write waits UNSURE_GRACE, see tests/reliability/test_faults.py).
+        return Engine(self.store, [self.flow], unsure_grace=0)
 
     def sync(self) -> PassStats:
         return self.engine.sync_once()

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -224,3 +225,67 @@ def test_run_starts_the_receiver_and_stops_it_on_sigterm(tmp_path: Path) -> None
         assert "webhooks.listening" in err and "webhooks.accepted" in err
         with pytest.raises(OSError):
             post(url, body, headers)  # stopped with the process
+
+
+@pytest.mark.slow
+def test_run_with_zendesk_and_jira_webhooks_syncs_changes_long_before_the_next_poll(tmp_path: Path) -> None:
+    """`ticketbridge run` polling every 60 s: with the emulators delivering signed webhooks, a new ticket,
+    a ticket edit and a Jira comment cross within seconds. Only the first pass polls."""
+    port = free_port()
+    secrets = {"zendesk": "zd-webhook-secret-for-tests", "jira": "jira-webhook-secret-for-tests"}
+    with Sandbox(port=0) as sandbox:
+        config_path = sandbox.write_config(
+            tmp_path / "config.yaml", store_url=f"sqlite:///{tmp_path / 'tb.db'}",
+            mapping=MAPPINGS / "zendesk-jira.yaml", poll_interval="60s",
+            webhooks={"zendesk": "ZENDESK_WEBHOOK_SECRET", "jira": "JIRA_WEBHOOK_SECRET"},
+            webhooks_listen=f"127.0.0.1:{port}")
+        env = {**os.environ, **sandbox.credentials(), "ZENDESK_WEBHOOK_SECRET": secrets["zendesk"],
+               "JIRA_WEBHOOK_SECRET": secrets["jira"]}
+        sandbox.send_webhooks_to(f"http://127.0.0.1:{port}", secrets)
+        before = sandbox.zendesk.add_ticket(subject="Seen by the first poll", comment={"body": "Polled."})
+
+        def issue_of(ticket_id: int) -> dict[str, Any] | None:
+            marker = f"[ZD #{ticket_id}]"  # the mapping's title template
+            return next((i for i in sandbox.jira.issues() if i["fields"]["summary"].startswith(marker)), None)
+
+        log_path = tmp_path / "run.log"
+        with log_path.open("w") as log_file:
+            process = subprocess.Popen([sys.executable, "-m", "ticketbridge.cli", "run", "--config",
+                                        str(config_path)], env=env, cwd=REPO, stdout=log_file, stderr=log_file)
+        try:
+            assert wait_for(lambda: issue_of(before["id"]) is not None), log_path.read_text()
+            started = time.monotonic()
+
+            ticket = sandbox.zendesk.add_ticket(subject="Arrives by webhook", comment={"body": "Pushed."},
+                                                priority="normal")
+            assert wait_for(lambda: issue_of(ticket["id"]) is not None, timeout=10), log_path.read_text()
+            issue = issue_of(ticket["id"])
+            assert issue is not None and issue["fields"]["priority"]["name"] == "Medium"
+
+            sandbox.zendesk.update_ticket(ticket["id"], subject="Arrives by webhook, edited", priority="urgent")
+            assert wait_for(lambda: (issue_of(ticket["id"]) or {}).get("fields", {}).get("priority", {})
+                            .get("name") == "Highest", timeout=10), log_path.read_text()
+            issue = issue_of(ticket["id"])
+            assert issue is not None and issue["fields"]["summary"].endswith("Arrives by webhook, edited")
+
+            sandbox.jira.add_comment(issue["key"], "Fixed on main, deploying.", author="Dana Engineer")
+            assert wait_for(lambda: any("Fixed on main" in c["body"] for c in sandbox.zendesk.comments(ticket["id"])),
+                            timeout=10), log_path.read_text()
+            note = next(c for c in sandbox.zendesk.comments(ticket["id"]) if "Fixed on main" in c["body"])
+            assert note["public"] is False  # Jira comments come back as internal notes
+            assert time.monotonic() - started < 30, "all of it well before the 60 s poll"
+            assert sandbox.wait_for_webhooks(10)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+        log = log_path.read_text()
+        assert process.returncode == 0, log
+        assert "Traceback" not in log and secrets["zendesk"] not in log and secrets["jira"] not in log
+        events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+        accepted = {e["tracker"] for e in events if e["event"] == "webhooks.accepted"}
+        assert accepted == {"zendesk", "jira"}
+        assert [e["event"] for e in events].count("engine.pass_start") == 1, "only the first pass polled"
+        # None: a delivery of the engine's last writes, sent after the process stopped.
+        for sender in (sandbox.zendesk, sandbox.jira):
+            statuses = {d.status for d in sender.deliveries}
+            assert statuses <= {200, 202, None} and 202 in statuses, statuses

@@ -6,6 +6,10 @@ PostgreSQL (separate Store objects stand for separate processes: each has its ow
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -64,6 +68,21 @@ def test_an_expired_claim_is_taken_over_and_its_late_finish_changes_nothing(stor
     assert work_rows(store) == 1
     alive.finish(taken)
     assert work_rows(store) == 0
+
+
+def test_claims_of_a_dead_process_on_this_host_are_freed_at_start(store: Store) -> None:
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True)
+    dead = WorkQueue(store, f"{socket.gethostname()}:{finished.stdout.strip()}")
+    living = WorkQueue(store, f"{socket.gethostname()}:{os.getpid()}")
+    elsewhere = WorkQueue(store, "other-host:1")
+    dead.add("f", "left", ["1", "2"])
+    dead.claim(1)
+    elsewhere.claim(1)
+    fresh = WorkQueue(store, "restarted")
+    assert fresh.release_orphans() == 1  # the other host's claim waits for its lease
+    assert [c.item_id for c in fresh.claim()] == ["1"]
+    assert living.release_orphans() == 0
 
 
 def test_a_heartbeat_keeps_a_live_workers_claims(store: Store) -> None:

@@ -1,5 +1,6 @@
 """Shared machinery for the tracker emulators: a threaded loopback HTTP server with routing,
-auth checks, a per-minute rate budget and fault switches.
+auth checks, a per-minute rate budget and fault switches, and outgoing webhook delivery
+(`WebhookDispatcher`) with its own fault switches.
 
 Emulators are independent implementations of each tracker's REST API, written from the specs;
 they must never import a connector or the sync core. This module holds only what every fake
@@ -9,10 +10,14 @@ HTTP server needs, so each emulator module is about its tracker's API and nothin
 from __future__ import annotations
 
 import json
+import queue
 import random
 import re
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,12 +79,40 @@ class Faults:
     timeout_rate: float = 0.0  # fraction of requests that hang past any sane client timeout
     timeout_seconds: float = 30.0
     seed: int | None = None
+    # False: a timed-out request is held before it is acted on, so a write lands after the client
+    # gave up (late). True: acted on first, only the answer is lost.
+    answer_late: bool = False
+    # Paths (by suffix) that never time out: a way to keep one known failure out of a larger run.
+    spare_timeouts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
+        self._count_lock = threading.Lock()
+        # What the switches did, for reliability figures (a hung request is logged with the status
+        # it finally got, so the request log cannot tell).
+        self.timeouts_served = 0
+        self.errors_served = 0
 
     def roll(self, rate: float) -> bool:
         return rate > 0 and self._random.random() < rate
+
+    def hang(self, path: str = "") -> bool:
+        """Roll for a timeout and count it; the caller sleeps `timeout_seconds` on True."""
+        if path and self.spare_timeouts and path.rstrip("/").endswith(self.spare_timeouts):
+            return False
+        hit = self.roll(self.timeout_rate)
+        if hit:
+            with self._count_lock:
+                self.timeouts_served += 1
+        return hit
+
+    def fail(self) -> bool:
+        """Roll for a 5xx and count it; the caller answers with its server error on True."""
+        hit = self.roll(self.error_rate)
+        if hit:
+            with self._count_lock:
+                self.errors_served += 1
+        return hit
 
 
 class RateBudget:
@@ -118,6 +151,14 @@ class RateBudget:
             return max(self._hits[0] + self.window - self._clock(), 0.0)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (a timeout fault) resets its connection: expected, not worth a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class EmulatorServer:
     """Base class of every emulator. Subclasses register routes in `routes()` and implement
     `authenticate`, `rate_limited_response`, `server_error_response` in their tracker's dialect."""
@@ -132,9 +173,11 @@ class EmulatorServer:
         self.request_log: list[tuple[str, str, int]] = []  # (method, path, status)
         # API writes that changed nothing: a sync that writes a value the item already has is an echo.
         self.noop_writes = 0
+        self._storm_until = 0.0
+        self._storm_retry_after = 1.0
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self.routes()
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+        self._httpd = _QuietServer((host, port), self._handler_class())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -198,6 +241,21 @@ class EmulatorServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def rate_limit_storm(self, seconds: float, retry_after: float = 1.0) -> None:
+        """A 429 storm: for `seconds` from now every authenticated request is answered with the
+        tracker's rate-limit response, telling the client to come back in `retry_after` seconds
+        (`seconds=0` ends it)."""
+        self._storm_retry_after = retry_after
+        self._storm_until = time.monotonic() + seconds
+
+    def storm_response(self) -> Response | None:
+        """The rate-limit answer while a storm lasts, else None (subclasses with their own dispatch call it)."""
+        if time.monotonic() >= self._storm_until:
+            return None
+        response = self.rate_limited_response(self._storm_retry_after)
+        response.headers.update(self.rate_limit_headers(0, self._storm_retry_after))
+        return response
+
     def count(self, method: str | None = None, path_prefix: str = "") -> int:
         """How many requests were answered (for tests and benchmarks)."""
         with self.lock:
@@ -211,16 +269,23 @@ class EmulatorServer:
         denied = self.authenticate(request)
         if denied is not None:
             return self._with_rate_headers(denied, self._remaining())
+        stormed = self.storm_response()
+        if stormed is not None:
+            return stormed
         allowed, remaining, wait = self.budget.take()
         if not allowed:
             response = self.rate_limited_response(wait)
             response.headers.update(self.rate_limit_headers(0, wait))
             return response
-        if self.faults.roll(self.faults.timeout_rate):
+        hang = self.faults.hang(request.path)
+        if hang and not self.faults.answer_late:
             time.sleep(self.faults.timeout_seconds)
-        if self.faults.roll(self.faults.error_rate):
+        if self.faults.fail():
             return self._with_rate_headers(self.server_error_response(), remaining)
-        return self._with_rate_headers(self._route(request), remaining)
+        response = self._route(request)
+        if hang and self.faults.answer_late:
+            time.sleep(self.faults.timeout_seconds)
+        return self._with_rate_headers(response, remaining)
 
     def _remaining(self) -> int:
         if self.budget.per_minute is None:
@@ -316,3 +381,220 @@ def basic_credentials(request: Request) -> tuple[str, str] | None:
         return None
     user, sep, password = decoded.partition(":")
     return (user, password) if sep else None
+
+
+# -- webhook delivery ------------------------------------------------------------------------
+@dataclass
+class WebhookFaults:
+    """Fault switches of webhook delivery, changeable while the server runs."""
+
+    drop_rate: float = 0.0  # fraction of events never sent
+    duplicate_rate: float = 0.0  # fraction of events sent twice (same delivery id, same body)
+    delay: float = 0.0  # seconds the delivery thread waits before each event
+    retry_delay: float = 0.05  # seconds between a tracker's attempts (shortened for tests)
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.seed)
+
+    def roll(self, rate: float) -> bool:
+        return rate > 0 and self._random.random() < rate
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook event as the emulator sent it (or would have, for a dropped one)."""
+
+    event: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    status: int | None = None  # the receiver's last HTTP status; None when unreachable or dropped
+    attempts: int = 0
+    error: str | None = None
+    duplicate: bool = False
+    delivery_id: str = ""  # the tracker's delivery identifier, when it sends one
+    action: str = ""  # GitHub's `action`; empty for trackers without one
+
+    @property
+    def payload(self) -> Any:
+        return json.loads(self.body)
+
+
+# (secret, body) -> the signature headers. Called at each POST, so a timestamped signature
+# (Zendesk's) is as fresh as the attempt that carries it.
+Signer = Callable[[str, bytes], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class _Queued:
+    generation: int
+    delivery: Delivery
+    secret: str | None
+
+
+class WebhookDispatcher:
+    """One emulator's outgoing webhooks: a queue drained by a background thread, so an API call
+    that triggers an event never waits for the receiver, as on the real trackers.
+
+    The tracker's dialect comes in as parameters: how it signs (`signer`), how many times it
+    tries (`attempts`), which answers it retries (`retry`) and the header that numbers a retry.
+    `reset()` starts a new generation: events queued before it are neither sent nor recorded,
+    so one running server can serve many tests.
+    """
+
+    def __init__(self, name: str, *, url: str | None = None, secret: str | None = None,
+                 faults: WebhookFaults | None = None, signer: Signer | None = None, timeout: float = 10.0,
+                 attempts: int = 1, retry: Callable[[int | None], bool] | None = None,
+                 retry_header: str | None = None) -> None:
+        self.name = name
+        self.url = url
+        self.secret = secret
+        self.faults = faults or WebhookFaults()
+        self.signer = signer
+        self.timeout = timeout
+        self.attempts = attempts
+        self.retry = retry or (lambda status: status is None or not 200 <= status < 300)
+        self.retry_header = retry_header
+        self._lock = threading.Lock()
+        self._deliveries: list[Delivery] = []
+        self._dropped: list[Delivery] = []
+        self._outbox: queue.Queue[_Queued | None] = queue.Queue()
+        self._pending = 0
+        self._pending_changed = threading.Condition()
+        self._generation = 0
+        self._worker: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._loop, name=f"{self.name}-webhooks", daemon=True)
+            self._worker.start()
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._outbox.put(None)
+            self._worker.join(timeout=self.timeout * self.attempts + 1)
+            self._worker = None
+
+    def reset(self) -> None:
+        """Forget every record; whatever is still queued is discarded unsent."""
+        with self._lock:
+            self._generation += 1
+            self._deliveries = []
+            self._dropped = []
+
+    # -- producing ---------------------------------------------------------------------------
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    def emit(self, event: str, body: bytes, headers: dict[str, str], *, delivery_id: str = "",
+             action: str = "") -> bool:
+        """Queue one event (its body already rendered); False when no URL is configured."""
+        url = self.url
+        if not url:
+            return False
+        with self._pending_changed:
+            self._pending += 1
+        with self._lock:
+            generation = self._generation
+        delivery = Delivery(event, url, dict(headers), body, delivery_id=delivery_id, action=action)
+        self._outbox.put(_Queued(generation, delivery, self.secret))
+        return True
+
+    # -- records -----------------------------------------------------------------------------
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Events sent so far (duplicates included), oldest first."""
+        with self._lock:
+            return list(self._deliveries)
+
+    @property
+    def dropped(self) -> list[Delivery]:
+        """Events the drop fault swallowed."""
+        with self._lock:
+            return list(self._dropped)
+
+    @property
+    def pending(self) -> int:
+        with self._pending_changed:
+            return self._pending
+
+    def wait(self, timeout: float = 5.0) -> bool:
+        """Block until every queued event was delivered, given up on or dropped; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._pending_changed:
+            while self._pending > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._pending_changed.wait(left)
+        return True
+
+    # -- the delivery thread -----------------------------------------------------------------
+    def _current(self, generation: int) -> bool:
+        with self._lock:
+            return generation == self._generation
+
+    def _record(self, generation: int, into: list[Delivery], delivery: Delivery) -> None:
+        with self._lock:
+            if generation == self._generation:
+                into.append(delivery)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._outbox.get()
+            if item is None:
+                return
+            try:
+                if self._current(item.generation):
+                    self._deliver(item)
+            except Exception:  # a bad event must not stop every later delivery
+                pass
+            finally:
+                with self._pending_changed:
+                    self._pending -= 1
+                    self._pending_changed.notify_all()
+
+    def _deliver(self, item: _Queued) -> None:
+        faults = self.faults
+        if faults.delay:
+            time.sleep(faults.delay)
+        if faults.roll(faults.drop_rate):
+            with self._lock:
+                if item.generation == self._generation:
+                    self._dropped.append(item.delivery)
+            return
+        for copy in range(2 if faults.roll(faults.duplicate_rate) else 1):
+            status, error, attempts, headers = self._attempts(item)
+            sent = item.delivery
+            record = Delivery(sent.event, sent.url, headers, sent.body, status, attempts, error,
+                              duplicate=copy > 0, delivery_id=sent.delivery_id, action=sent.action)
+            self._record(item.generation, self._deliveries, record)
+
+    def _attempts(self, item: _Queued) -> tuple[int | None, str | None, int, dict[str, str]]:
+        delivery = item.delivery
+        status: int | None = None
+        error: str | None = None
+        headers = dict(delivery.headers)
+        attempts = 0
+        while attempts < max(self.attempts, 1):
+            attempts += 1
+            headers = dict(delivery.headers)
+            if item.secret and self.signer is not None:
+                headers.update(self.signer(item.secret, delivery.body))
+            if attempts > 1 and self.retry_header:
+                headers[self.retry_header] = str(attempts - 1)
+            post = urllib.request.Request(delivery.url, data=delivery.body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(post, timeout=self.timeout) as answer:
+                    status, error = answer.status, None
+            except urllib.error.HTTPError as failure:
+                status, error = failure.code, None
+            except (urllib.error.URLError, OSError) as failure:
+                status, error = None, str(failure)
+            if not self.retry(status) or attempts >= self.attempts:
+                break
+            time.sleep(self.faults.retry_delay)
+        return status, error, attempts, headers

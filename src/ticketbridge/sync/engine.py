@@ -27,13 +27,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
 
 from ..connectors.base import Connector
 from ..connectors.errors import AuthError, NotFound, Retryable, TrackerError
+from ..connectors.http import DEFAULT_TIMEOUT
 from .decide import SIDES, TRACKER_TITLES, Scrub, decide_create, decide_follower, decide_pair, field_names
 from .mapping import FlowMapping
 from .model import (
@@ -164,6 +165,11 @@ class PassStats:
         self.escalations.extend(other_stats.escalations)
 
 
+# Seconds before a write whose answer was lost is retried: twice the HTTP read timeout, so a
+# request the tracker received but answered late has landed by then (see `_FlowPass._retries`).
+UNSURE_GRACE = 2 * DEFAULT_TIMEOUT[1]
+
+
 class ItemBusy(Retryable):
     """Another process is syncing the item (or one of its counterparts) right now."""
 
@@ -175,10 +181,11 @@ def _direction(target_side: Side) -> str:
 class Engine:
     def __init__(self, store: Store, flows: Iterable[Flow], *, dry_run: bool = False,
                  sla: SlaService | None = None, escalation: EscalationRunner | None = None,
-                 lock_wait: float = 30.0) -> None:
+                 lock_wait: float = 30.0, unsure_grace: float = UNSURE_GRACE) -> None:
         self.store = store
         self.flows = list(flows)
         self.dry_run = dry_run
+        self.unsure_grace = unsure_grace
         # How long an item another process is syncing is waited for, before it is recorded as a
         # retryable failure (and so retried by the next pass).
         self.lock_wait = lock_wait
@@ -201,7 +208,7 @@ class Engine:
 
     def _pass(self, flow: Flow, lock_wait: float | None = None) -> _FlowPass:
         return _FlowPass(self.store, flow, self.dry_run, self.sla,
-                         self.lock_wait if lock_wait is None else lock_wait)
+                         self.lock_wait if lock_wait is None else lock_wait, self.unsure_grace)
 
     def settle_sla(self, stats: PassStats) -> None:
         """Recompute the clocks of tickets seen in this pass and of tickets whose timer is due."""
@@ -406,12 +413,13 @@ class _FlowPass:
     """One pass over one flow. Holds the per-pass caches; the store holds all durable state."""
 
     def __init__(self, store: Store, flow: Flow, dry_run: bool, sla: SlaService | None = None,
-                 lock_wait: float = 30.0) -> None:
+                 lock_wait: float = 30.0, unsure_grace: float = UNSURE_GRACE) -> None:
         self.store = store
         self.flow = flow
         self.dry_run = dry_run
         self.sla = sla
         self.lock_wait = lock_wait
+        self.unsure_grace = unsure_grace
         self.busy: set[tuple[Side, str]] = set()  # items another process holds (lock_wait 0 only)
         self.stats = PassStats()
         self.polled: dict[Side, dict[str, Item]] = {"left": {}, "right": {}}
@@ -476,9 +484,14 @@ class _FlowPass:
             self._refetch(side, item_id)
 
     def _retries(self) -> list[tuple[Side, str]]:
+        """Items whose failure the engine retries by itself. An unsure write (its answer was lost:
+        it may still land) is retried only after `unsure_grace`, so the retry's look for the write
+        sees it instead of writing it a second time."""
+        settled = datetime.now(UTC) - timedelta(seconds=self.unsure_grace)
         return [(self._side_of(failure.tracker), failure.item_id)
                 for failure in self.store.failures(flow=self.flow.name)
-                if failure.kind == "error" and failure.reason in ("retryable", "unsure")]
+                if failure.kind == "error" and (failure.reason == "retryable"
+                                                or (failure.reason == "unsure" and failure.updated_at <= settled))]
 
     def _interrupted(self) -> list[tuple[Side, str]]:
         return [("left" if source_side == "left" else "right", item_id)
@@ -585,11 +598,11 @@ class _FlowPass:
             return
         pending = held
         self.stats.items_seen += 1
-        connector = self.flow.connector(side)
         if not links:
             try:
-                if not self._made_by_this_flow(side, item) and connector.selected(item, self.flow.select(side)) \
-                        and self.flow.creates_from(side):
+                # creates_from first: it costs nothing, while a JQL select may cost a search.
+                if not self._made_by_this_flow(side, item) and self.flow.creates_from(side) \
+                        and self._in_selection(side, item):
                     self._create(side, item)
                 elif self.store.has_intent(self.flow.name, side, item.id):
                     # A creation this flow's pass does not make by itself (an escalation) was

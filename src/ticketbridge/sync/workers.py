@@ -7,7 +7,7 @@ Each worker runs this loop; together they split the work without a coordinator:
   every second, so when its holder dies another worker polls within about a second;
 - every worker claims queued items (FOR UPDATE SKIP LOCKED) and syncs them (`Engine.work`),
   renewing its claims by heartbeat; the claims of a dead worker expire after the claim lease and
-  are taken over;
+  are taken over (at once by a worker starting on the same host, which sees the process is gone);
 - webhook nudges a worker receives go into the queue, so any worker may serve them;
 - each worker settles the SLA clocks of what it synced; the holder of the `timers` lease also
   runs the due SLA timers and the escalation service.
@@ -44,7 +44,8 @@ def run_worker(engine: Engine, stop: threading.Event, intervals: Mapping[str, fl
     polls_due = {flow.name: 0.0 for flow in engine.flows}
     caught_up: set[str] = set()  # flows whose last poll found nothing and left nothing queued
     structlog.contextvars.bind_contextvars(worker=work.worker)  # on every line this worker logs
-    log.info("worker.start", flows=[f.name for f in engine.flows], claim_lease=claim_lease)
+    log.info("worker.start", flows=[f.name for f in engine.flows], claim_lease=claim_lease,
+             freed=work.release_orphans())
     with work.heartbeat():
         while not stop.is_set():
             for flow in engine.flows:

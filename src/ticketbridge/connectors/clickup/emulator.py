@@ -40,12 +40,7 @@ import hashlib
 import hmac
 import json
 import math
-import queue
-import random
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -54,7 +49,16 @@ from datetime import UTC, datetime
 from typing import Any, Self
 from urllib.parse import unquote
 
-from ticketbridge.connectors.emulator_kit import EmulatorServer, Faults, RateBudget, Request, Response
+from ticketbridge.connectors.emulator_kit import Delivery as Delivery  # re-exported: tests and the sandbox
+from ticketbridge.connectors.emulator_kit import (
+    EmulatorServer,
+    Faults,
+    RateBudget,
+    Request,
+    Response,
+    WebhookDispatcher,
+)
+from ticketbridge.connectors.emulator_kit import WebhookFaults as WebhookFaults
 
 Json = dict[str, Any]
 Clock = Callable[[], datetime]
@@ -168,42 +172,6 @@ class Task:
     comments: list[Comment] = field(default_factory=list)  # oldest first
 
 
-@dataclass
-class WebhookFaults:
-    """Fault switches of webhook delivery, changeable while the server runs."""
-
-    drop_rate: float = 0.0  # fraction of events never sent
-    duplicate_rate: float = 0.0  # fraction of events sent twice (same body and signature)
-    delay: float = 0.0  # seconds the delivery thread waits before each POST
-    retry_delay: float = 0.05  # seconds between ClickUp's attempts (shortened for tests)
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        self._random = random.Random(self.seed)
-
-    def roll(self, rate: float) -> bool:
-        return rate > 0 and self._random.random() < rate
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One webhook event as the emulator sent it (or would have, for a dropped one)."""
-
-    event: str
-    url: str
-    headers: dict[str, str]
-    body: bytes
-    status: int | None = None  # the receiver's last HTTP status; None when unreachable or dropped
-    attempts: int = 0
-    error: str | None = None
-    duplicate: bool = False
-
-    @property
-    def payload(self) -> Json:
-        parsed: Json = json.loads(self.body)
-        return parsed
-
-
 class ClickUpEmulator(EmulatorServer):
     """ClickUp's API v2 (tasks subset) on loopback. See the module docstring."""
 
@@ -217,16 +185,12 @@ class ClickUpEmulator(EmulatorServer):
         self.token = token
         self.oauth_token = oauth_token
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
-        self.webhook_url = webhook_url
-        self.webhook_secret = webhook_secret
+        # ClickUp tries each event WEBHOOK_ATTEMPTS times until a 2xx answer, then drops it.
+        self.webhooks = WebhookDispatcher("clickup", url=webhook_url, secret=webhook_secret, faults=webhook_faults,
+                                          signer=lambda secret, body: {"X-Signature": sign(secret, body)},
+                                          timeout=WEBHOOK_TIMEOUT, attempts=WEBHOOK_ATTEMPTS)
         self.webhook_events = set(webhook_events)
-        self.webhook_faults = webhook_faults or WebhookFaults()
         self.webhook_id = str(uuid.uuid5(uuid.NAMESPACE_URL, "ticketbridge-clickup-webhook"))
-        self._outbox: queue.Queue[tuple[int, Delivery] | None] = queue.Queue()
-        self._pending = 0
-        self._pending_changed = threading.Condition()
-        self._generation = 0
-        self._worker: threading.Thread | None = None
         super().__init__(host, port, rate_limit_per_minute=rate_limit_per_minute, faults=faults)
         # The kit's budget holds the settings (tests shorten `budget.window`); ClickUp counts each token
         # apart, so every token gets its own budget with those settings.
@@ -256,9 +220,7 @@ class ClickUpEmulator(EmulatorServer):
             self._budgets: dict[str, RateBudget] = {}
             self._fail_next: list[tuple[int, Json]] = []
             self.noop_writes = 0
-            self._generation += 1
-            self._deliveries: list[Delivery] = []
-            self._dropped: list[Delivery] = []
+            self.webhooks.reset()
             self.request_log.clear()
             self.add_list("Planning", list_id=DEFAULT_LIST_ID, fields=[
                 ("Origin", "short_text", None),
@@ -270,24 +232,41 @@ class ClickUpEmulator(EmulatorServer):
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> Self:
-        self._start_worker()
+        self.webhooks.start()
         return super().start()
 
     def serve_forever(self) -> None:
-        self._start_worker()
+        self.webhooks.start()
         super().serve_forever()
 
     def stop(self) -> None:
         super().stop()
-        if self._worker is not None:
-            self._outbox.put(None)
-            self._worker.join(timeout=WEBHOOK_TIMEOUT + 1)
-            self._worker = None
+        self.webhooks.stop()
 
-    def _start_worker(self) -> None:
-        if self._worker is None:
-            self._worker = threading.Thread(target=self._deliver_loop, name="clickup-webhooks", daemon=True)
-            self._worker.start()
+    # The webhook settings live on the dispatcher; these keep the emulator's public attributes.
+    @property
+    def webhook_url(self) -> str | None:
+        return self.webhooks.url
+
+    @webhook_url.setter
+    def webhook_url(self, value: str | None) -> None:
+        self.webhooks.url = value
+
+    @property
+    def webhook_secret(self) -> str | None:
+        return self.webhooks.secret
+
+    @webhook_secret.setter
+    def webhook_secret(self, value: str | None) -> None:
+        self.webhooks.secret = value
+
+    @property
+    def webhook_faults(self) -> WebhookFaults:
+        return self.webhooks.faults
+
+    @webhook_faults.setter
+    def webhook_faults(self, value: WebhookFaults) -> None:
+        self.webhooks.faults = value
 
     # -- kit hooks ---------------------------------------------------------------------------
     def routes(self) -> None:
@@ -363,6 +342,9 @@ class ClickUpEmulator(EmulatorServer):
             assert denied is not None
             denied.headers.update(self._rate_headers(self.rate_limit_per_minute, 0.0))
             return denied
+        if self.storm_response() is not None:
+            return Response(429, {"err": "Rate limit reached", "ECODE": "APP_002"},
+                            self._rate_headers(0, self._storm_retry_after))
         budget = self._budget(token)
         allowed, remaining, wait = budget.take()
         if not allowed:
@@ -373,14 +355,17 @@ class ClickUpEmulator(EmulatorServer):
         if failure is not None:
             status, body = failure
             return Response(status, body, headers)
-        if self.faults.roll(self.faults.timeout_rate):
+        hang = self.faults.hang(request.path)
+        if hang and not self.faults.answer_late:
             time.sleep(self.faults.timeout_seconds)
-        if self.faults.roll(self.faults.error_rate):
+        if self.faults.fail():
             response = self.server_error_response()
         else:
             response = self._route(request)
             if response.status == 405:
                 response = self.not_found_response(request)
+            if hang and self.faults.answer_late:
+                time.sleep(self.faults.timeout_seconds)
         for name, value in headers.items():
             response.headers.setdefault(name, value)
         return response
@@ -937,80 +922,20 @@ class ClickUpEmulator(EmulatorServer):
         payload = {"event": event, "history_items": history, "task_id": task.id, "webhook_id": self.webhook_id}
         body = json.dumps(payload, separators=(",", ":")).encode("utf-8")  # compact, as ClickUp signs it
         headers = {"Content-Type": "application/json", "User-Agent": "ClickUp-Webhooks/emulator"}
-        if self.webhook_secret:
-            headers["X-Signature"] = sign(self.webhook_secret, body)
-        with self._pending_changed:
-            self._pending += 1
-        self._outbox.put((self._generation, Delivery(event, url, headers, body)))
-
-    def _deliver_loop(self) -> None:
-        while True:
-            item = self._outbox.get()
-            if item is None:
-                return
-            try:
-                generation, delivery = item
-                if generation == self._generation:
-                    self._deliver(generation, delivery)
-            finally:
-                with self._pending_changed:
-                    self._pending -= 1
-                    self._pending_changed.notify_all()
-
-    def _deliver(self, generation: int, delivery: Delivery) -> None:
-        faults = self.webhook_faults
-        if faults.delay:
-            time.sleep(faults.delay)
-        if faults.roll(faults.drop_rate):
-            with self.lock:
-                if generation == self._generation:
-                    self._dropped.append(delivery)
-            return
-        for copy in range(2 if faults.roll(faults.duplicate_rate) else 1):
-            status: int | None = None
-            error: str | None = None
-            attempts = 0
-            while attempts < WEBHOOK_ATTEMPTS:  # then ClickUp drops the event for good
-                attempts += 1
-                post = urllib.request.Request(delivery.url, data=delivery.body, headers=delivery.headers,
-                                              method="POST")
-                try:
-                    with urllib.request.urlopen(post, timeout=WEBHOOK_TIMEOUT) as answer:
-                        status, error = answer.status, None
-                except urllib.error.HTTPError as failure:
-                    status, error = failure.code, None
-                except (urllib.error.URLError, OSError) as failure:
-                    status, error = None, str(failure)
-                if status is not None and 200 <= status < 300:
-                    break
-                time.sleep(faults.retry_delay)
-            record = Delivery(delivery.event, delivery.url, delivery.headers, delivery.body, status, attempts,
-                              error, duplicate=copy > 0)
-            with self.lock:
-                if generation == self._generation:
-                    self._deliveries.append(record)
+        self.webhooks.emit(event, body, headers)
 
     @property
     def deliveries(self) -> list[Delivery]:
         """Webhook events sent so far (duplicates included), oldest first."""
-        with self.lock:
-            return list(self._deliveries)
+        return self.webhooks.deliveries
 
     @property
     def dropped_deliveries(self) -> list[Delivery]:
-        with self.lock:
-            return list(self._dropped)
+        return self.webhooks.dropped
 
     def wait_for_deliveries(self, timeout: float = 5.0) -> bool:
         """Block until every queued event was delivered, given up on or dropped; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._pending_changed:
-            while self._pending > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._pending_changed.wait(left)
-        return True
+        return self.webhooks.wait(timeout)
 
     # -- Python-level helpers (tests, demos) -------------------------------------------------
     def fail_next(self, count: int = 1, status: int = 500, err: str = "Internal server error",

@@ -33,14 +33,9 @@ import hashlib
 import hmac
 import json
 import math
-import queue
-import random
 import re
 import struct
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -50,7 +45,9 @@ from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any, Self
 from urllib.parse import quote, unquote, urlencode
 
-from ticketbridge.connectors.emulator_kit import EmulatorServer, Faults, Request, Response
+from ticketbridge.connectors.emulator_kit import Delivery as Delivery  # re-exported: tests and the sandbox
+from ticketbridge.connectors.emulator_kit import EmulatorServer, Faults, Request, Response, WebhookDispatcher
+from ticketbridge.connectors.emulator_kit import WebhookFaults as WebhookFaults
 
 Json = dict[str, Any]
 Clock = Callable[[], datetime]
@@ -106,6 +103,12 @@ def parse_iso(value: str) -> datetime | None:
 def sign(secret: str, body: bytes) -> str:
     """The `X-Hub-Signature-256` value of `body`: `sha256=` + hex HMAC-SHA256 keyed with the secret."""
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def _signature_headers(secret: str, body: bytes) -> dict[str, str]:
+    # GitHub still sends the legacy SHA-1 header next to the SHA-256 one.
+    return {"X-Hub-Signature-256": sign(secret, body),
+            "X-Hub-Signature": "sha1=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha1).hexdigest()}
 
 
 def node_id(prefix: str, number: int) -> str:
@@ -201,48 +204,6 @@ class Repo:
     next_number: int = 1
 
 
-@dataclass
-class WebhookFaults:
-    """Fault switches of webhook delivery, changeable while the server runs."""
-
-    drop_rate: float = 0.0  # fraction of deliveries never sent
-    duplicate_rate: float = 0.0  # fraction of deliveries sent twice (same X-GitHub-Delivery)
-    delay: float = 0.0  # seconds the delivery thread waits before each POST
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        self._random = random.Random(self.seed)
-
-    def roll(self, rate: float) -> bool:
-        return rate > 0 and self._random.random() < rate
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One webhook POST as the emulator made it (or would have, for a dropped one)."""
-
-    delivery_id: str
-    event: str
-    action: str
-    url: str
-    headers: dict[str, str]
-    body: bytes
-    status: int | None = None  # the receiver's HTTP status; None when unreachable or dropped
-    error: str | None = None
-    duplicate: bool = False
-
-    @property
-    def payload(self) -> Json:
-        parsed: Json = json.loads(self.body)
-        return parsed
-
-
-@dataclass
-class _Queued:
-    generation: int
-    delivery: Delivery
-
-
 class GitHubEmulator(EmulatorServer):
     """GitHub's REST API (issues subset) on loopback. Credentials: `Authorization: Bearer <token>`
     (or `token <token>`). See the module docstring."""
@@ -266,17 +227,10 @@ class GitHubEmulator(EmulatorServer):
         self.primary_limit_status = primary_limit_status
         self.require_user_agent = require_user_agent
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
-        self.webhook_url = webhook_url
-        self.webhook_secret = webhook_secret
-        self.webhook_faults = webhook_faults or WebhookFaults()
+        # GitHub never retries a failed delivery by itself; the record is all that remains.
+        self.webhooks = WebhookDispatcher("github", url=webhook_url, secret=webhook_secret, faults=webhook_faults,
+                                          signer=_signature_headers, timeout=WEBHOOK_TIMEOUT, attempts=1)
         self.hook_id = 500_000_001
-        self._deliveries: list[Delivery] = []
-        self._dropped: list[Delivery] = []
-        self._outbox: queue.Queue[_Queued | None] = queue.Queue()
-        self._pending = 0
-        self._pending_changed = threading.Condition()
-        self._generation = 0
-        self._worker: threading.Thread | None = None
         self._request_seq = 0
         super().__init__(host, port, rate_limit_per_minute=None, faults=faults)
         self.reset()
@@ -306,31 +260,46 @@ class GitHubEmulator(EmulatorServer):
             self._late_writes = 0
             self._secondary_retry_after = 60
             self._secondary_status = 403
-            self._generation += 1
-            self._deliveries = []
-            self._dropped = []
+            self.webhooks.reset()
             self.request_log.clear()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> Self:
-        self._start_worker()
+        self.webhooks.start()
         return super().start()
 
     def serve_forever(self) -> None:
-        self._start_worker()
+        self.webhooks.start()
         super().serve_forever()
 
     def stop(self) -> None:
         super().stop()
-        if self._worker is not None:
-            self._outbox.put(None)
-            self._worker.join(timeout=WEBHOOK_TIMEOUT + 1)
-            self._worker = None
+        self.webhooks.stop()
 
-    def _start_worker(self) -> None:
-        if self._worker is None:
-            self._worker = threading.Thread(target=self._deliver_loop, name="github-webhooks", daemon=True)
-            self._worker.start()
+    # The webhook settings live on the dispatcher; these keep the emulator's public attributes.
+    @property
+    def webhook_url(self) -> str | None:
+        return self.webhooks.url
+
+    @webhook_url.setter
+    def webhook_url(self, value: str | None) -> None:
+        self.webhooks.url = value
+
+    @property
+    def webhook_secret(self) -> str | None:
+        return self.webhooks.secret
+
+    @webhook_secret.setter
+    def webhook_secret(self, value: str | None) -> None:
+        self.webhooks.secret = value
+
+    @property
+    def webhook_faults(self) -> WebhookFaults:
+        return self.webhooks.faults
+
+    @webhook_faults.setter
+    def webhook_faults(self, value: WebhookFaults) -> None:
+        self.webhooks.faults = value
 
     # -- kit hooks ---------------------------------------------------------------------------
     def routes(self) -> None:
@@ -409,6 +378,8 @@ class GitHubEmulator(EmulatorServer):
             return self._finish(Response(400, error_body(
                 f"Unsupported 'X-GitHub-Api-Version' header value '{version}'. "
                 f"Supported versions: {', '.join(API_VERSIONS)}", DOCS + "/overview/api-versions", 400)))
+        if self.storm_response() is not None:  # GitHub's storms are secondary limits: 429 + retry-after
+            return self._finish(self._secondary_limited(429, max(1, math.ceil(self._storm_retry_after))))
         free = request.path == "/rate_limit"  # GitHub does not charge for it, even when limited
         writing = request.method in ("POST", "PATCH", "PUT", "DELETE")
         with self.lock:
@@ -419,12 +390,15 @@ class GitHubEmulator(EmulatorServer):
                 return self._finish(self._secondary_limited())
             if not free:
                 self._charge()
-        if self.faults.roll(self.faults.timeout_rate):
+        hang = self.faults.hang(request.path)
+        if hang and not self.faults.answer_late:
             time.sleep(self.faults.timeout_seconds)
-        if self.faults.roll(self.faults.error_rate):
+        if self.faults.fail():
             return self._finish(self.server_error_response())
         response = self._route(request)
-        if writing and response.status < 300 and self._take_late_write():
+        if hang and self.faults.answer_late:
+            time.sleep(self.faults.timeout_seconds)
+        elif writing and response.status < 300 and self._take_late_write():
             # The write is done; its answer comes after the client has given up (a timeout after
             # the issue was created: the case the creation intent + marker search exist for).
             time.sleep(self.faults.timeout_seconds)
@@ -468,13 +442,14 @@ class GitHubEmulator(EmulatorServer):
                    f"{self._now().strftime('%Y-%m-%d %H:%M:%S')} UTC.")
         return Response(status, error_body(message, DOC_RATE, status))
 
-    def _secondary_limited(self) -> Response:
-        status = self._secondary_status
+    def _secondary_limited(self, status: int | None = None, retry_after: int | None = None) -> Response:
+        status = status or self._secondary_status
+        retry_after = retry_after or self._secondary_retry_after
         message = ("You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
                    f"If you reach out to GitHub Support for help, please include the request ID "
                    f"{self._request_id()}.")
         return Response(status, error_body(message, DOC_RATE + "#about-secondary-rate-limits", status),
-                        {"retry-after": str(self._secondary_retry_after)})
+                        {"retry-after": str(retry_after)})
 
     def _finish(self, response: Response) -> Response:
         for name, value in self._rate_headers().items():
@@ -1124,80 +1099,22 @@ class GitHubEmulator(EmulatorServer):
             "X-GitHub-Hook-Installation-Target-Type": "repository",
             "X-GitHub-Hook-Installation-Target-ID": str(repo.id),
         }
-        if self.webhook_secret:
-            headers["X-Hub-Signature-256"] = sign(self.webhook_secret, body)
-            headers["X-Hub-Signature"] = "sha1=" + hmac.new(self.webhook_secret.encode("utf-8"), body,
-                                                            hashlib.sha1).hexdigest()
-        with self._pending_changed:
-            self._pending += 1
-        self._outbox.put(_Queued(self._generation, Delivery(delivery_id, event, action, url, headers, body)))
-
-    def _deliver_loop(self) -> None:
-        while True:
-            item = self._outbox.get()
-            if item is None:
-                return
-            try:
-                if item.generation == self._generation:
-                    self._deliver(item)
-            finally:
-                with self._pending_changed:
-                    self._pending -= 1
-                    self._pending_changed.notify_all()
-
-    def _deliver(self, item: _Queued) -> None:
-        faults = self.webhook_faults
-        if faults.delay:
-            time.sleep(faults.delay)
-        if faults.roll(faults.drop_rate):
-            with self.lock:
-                if item.generation == self._generation:
-                    self._dropped.append(item.delivery)
-            return
-        copies = 2 if faults.roll(faults.duplicate_rate) else 1
-        for copy in range(copies):
-            delivery = item.delivery
-            status: int | None = None
-            error: str | None = None
-            post = urllib.request.Request(delivery.url, data=delivery.body, headers=delivery.headers,
-                                          method="POST")
-            try:
-                with urllib.request.urlopen(post, timeout=WEBHOOK_TIMEOUT) as answer:
-                    status = answer.status
-            except urllib.error.HTTPError as failure:
-                status = failure.code
-            except (urllib.error.URLError, OSError) as failure:
-                error = str(failure)
-            # GitHub never retries a failed delivery by itself; the record is all that remains.
-            record = Delivery(delivery.delivery_id, delivery.event, delivery.action, delivery.url,
-                              delivery.headers, delivery.body, status, error, duplicate=copy > 0)
-            with self.lock:
-                if item.generation == self._generation:
-                    self._deliveries.append(record)
+        self.webhooks.emit(event, body, headers, delivery_id=delivery_id, action=action)
 
     # -- Python-level helpers (tests, demos) -------------------------------------------------
     @property
     def deliveries(self) -> list[Delivery]:
         """Webhook POSTs made so far (duplicates included), oldest first."""
-        with self.lock:
-            return list(self._deliveries)
+        return self.webhooks.deliveries
 
     @property
     def dropped_deliveries(self) -> list[Delivery]:
         """Deliveries the drop fault swallowed."""
-        with self.lock:
-            return list(self._dropped)
+        return self.webhooks.dropped
 
     def wait_for_deliveries(self, timeout: float = 5.0) -> bool:
         """Block until every queued webhook was delivered (or dropped); False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._pending_changed:
-            while self._pending > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._pending_changed.wait(left)
-        return True
+        return self.webhooks.wait(timeout)
 
     def answer_late(self, writes: int = 1) -> None:
         """Apply the next `writes` successful POST/PATCH/PUT/DELETE requests, then hold each answer

@@ -20,7 +20,7 @@ import structlog
 from jira import JIRA, JIRAError
 
 from ..errors import RateLimited, Retryable, TrackerError, Unsure, error_for_status
-from ..http import RetryPolicy, error_json, wait_for
+from ..http import HTTP_METRICS, RetryPolicy, error_json, wait_for
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -69,6 +69,7 @@ class JiraClient:
 
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self.requests_made += 1
+        HTTP_METRICS.record(self.tracker, response.status_code, response.headers)  # /metrics, status page
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/rest/api/3/{path}"
@@ -161,8 +162,10 @@ class JiraClient:
                          lambda: list(self.jira.transitions(issue_id)))
 
     def do_transition(self, issue_id: str, transition_id: str) -> None:
+        # Not idempotent: once applied, the same transition id is refused (400, not valid from the
+        # new status). After a timeout or a 5xx the connector reads the status to tell.
         self.call(f"POST issue/{issue_id}/transitions",
-                  lambda: self.jira.transition_issue(issue_id, transition_id))
+                  lambda: self.jira.transition_issue(issue_id, transition_id), idempotent=False)
 
     def add_comment(self, issue_id: str, body: JSON) -> JSON:
         return self.call(f"POST issue/{issue_id}/comment",

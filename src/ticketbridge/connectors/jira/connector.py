@@ -40,7 +40,7 @@ from ...sync.model import (
     split_comment_marker,
 )
 from ..base import Page
-from ..errors import Permanent
+from ..errors import Permanent, Unsure
 from ..http import RetryPolicy
 from .adf import adf_to_text, is_adf, text_to_adf
 from .client import JSON, JiraClient
@@ -393,7 +393,7 @@ class JiraConnector:
         direct = next((t for t in available if str((t.get("to") or {}).get("name", "")).casefold() == wanted),
                       None)
         if direct is not None:
-            self.client.do_transition(item_id, str(direct["id"]))
+            self._do_transition(item_id, direct)
             log.info("jira.push.transition", tracker=self.name, item_id=item_id, status=status, steps=1)
             return
         # No direct transition: walk, preferring steps toward the target's status category.
@@ -423,7 +423,7 @@ class JiraConnector:
             if not candidates:
                 break
             _, _, step, name = min(candidates, key=lambda c: (c[0], c[1]))
-            self.client.do_transition(item_id, str(step["id"]))
+            self._do_transition(item_id, step)
             steps += 1
             current = name
             visited.add(name.casefold())
@@ -435,11 +435,23 @@ class JiraConnector:
             direct = next((t for t in available
                            if str((t.get("to") or {}).get("name", "")).casefold() == wanted), None)
             if direct is not None:
-                self.client.do_transition(item_id, str(direct["id"]))
+                self._do_transition(item_id, direct)
                 log.info("jira.push.transition", tracker=self.name, item_id=item_id, status=status,
                          steps=steps + 1)
                 return
         self._unreachable(item_id, start, status, available, current if steps else None)
+
+    def _do_transition(self, item_id: str, transition: JSON) -> None:
+        """Apply one transition. When the answer is lost (timeout, 5xx) the status tells whether
+        Jira applied it; only a transition certainly not applied goes up, to be retried."""
+        try:
+            self.client.do_transition(item_id, str(transition["id"]))
+        except Unsure:
+            issue = self.client.issue(item_id, ["status"])
+            now = str(((issue.get("fields") or {}).get("status") or {}).get("name", ""))
+            if now.casefold() != str((transition.get("to") or {}).get("name", "")).casefold():
+                raise
+            log.info("jira.push.transition_confirmed", tracker=self.name, item_id=item_id, status=now)
 
     def _unreachable(self, item_id: str, current: str, status: str, available: Sequence[JSON],
                      stopped_at: str | None = None) -> NoReturn:

@@ -4,6 +4,12 @@ v2, because the `jira` package mixes both), on a loopback HTTP server.
 Written from the Atlassian OpenAPI description and recorded payloads, not from our connector, so that a
 connector bug cannot hide behind a matching emulator bug. Rich text is stored as ADF and rendered as plain
 (wiki) strings on v2 routes, the way Cloud serves both versions from one data model.
+
+Webhooks (an admin webhook with a secret): `jira:issue_created`, `jira:issue_updated` (with a changelog)
+and `comment_created` (which also raises `jira:issue_updated`, as in Cloud), in Cloud's v2 payload shape,
+POSTed from a background thread with `X-Hub-Signature: sha256=<hex>` and an
+`X-Atlassian-Webhook-Identifier` that a retry or a duplicate keeps; retried on 408/409/425/429/5xx and
+connection failures; with drop / duplicate fault switches.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import re
 import uuid
@@ -18,14 +25,17 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Self
 
 from ticketbridge.connectors.emulator_kit import (
+    Delivery,
     EmulatorServer,
     Faults,
     HTTPError,
     Request,
     Response,
+    WebhookDispatcher,
+    WebhookFaults,
     basic_credentials,
 )
 
@@ -33,6 +43,13 @@ Json = dict[str, Any]
 Clock = Callable[[], datetime]
 
 ISSUE_ID_START = 10000
+WEBHOOK_TIMEOUT = 20.0  # the response timeout reported for Jira Cloud deliveries
+WEBHOOK_ATTEMPTS = 4  # the first try and retries; the exact count is not published
+RETRIED_STATUSES = frozenset({408, 409, 425, 429})
+# Fields a comment-bearing webhook carries of its issue (Cloud's comment_created payload).
+COMMENT_EVENT_FIELDS = ("summary", "issuetype", "project", "assignee", "priority", "status")
+# Changelog entries leave out what every change touches.
+UNLOGGED_FIELDS = frozenset({"updated", "comment", "statuscategorychangedate"})
 SEARCH_MAX_RESULTS = 100
 SEARCH_MAX_RESULTS_IDS_ONLY = 5000  # Jira allows far larger pages when only ids/keys are requested
 COMMENTS_DEFAULT_MAX = 100
@@ -97,6 +114,15 @@ SEARCH_REMOVED = {
 }
 UNBOUNDED_JQL = "Unbounded JQL queries are not allowed here. Please add a search restriction to your query."
 DATE_FORMATS = ("%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d")
+
+
+def sign(secret: str, body: bytes) -> str:
+    """`X-Hub-Signature` of an admin webhook with a secret: "sha256=" + hex HMAC-SHA256 of the body."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def _retried(status: int | None) -> bool:
+    return status is None or status in RETRIED_STATUSES or status >= 500
 
 
 def error_body(messages: Sequence[str] = (), errors: Mapping[str, str] | None = None) -> Json:
@@ -214,8 +240,14 @@ class JiraEmulator(EmulatorServer):
                  token: str = "jira-sandbox-token", rate_limit_per_minute: int | None = None,
                  faults: Faults | None = None, projects: Iterable[str] = ("ENG",),
                  workflow: Mapping[str, Any] | None = None, clock: Clock | None = None,
-                 custom_fields: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                 custom_fields: Mapping[str, Mapping[str, Any]] | None = None, webhook_url: str | None = None,
+                 webhook_secret: str | None = None, webhook_faults: WebhookFaults | None = None) -> None:
         self.email = email
+        self.webhooks = WebhookDispatcher("jira", url=webhook_url, secret=webhook_secret, faults=webhook_faults,
+                                          signer=lambda secret, body: {"X-Hub-Signature": sign(secret, body)},
+                                          timeout=WEBHOOK_TIMEOUT, attempts=WEBHOOK_ATTEMPTS, retry=_retried,
+                                          retry_header="X-Atlassian-Webhook-Retry")
+        self._changelog_id = 10000
         self.token = token
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self.account_id = "712020:" + str(uuid.uuid5(uuid.NAMESPACE_URL, "jira-emulator:" + email))
@@ -248,7 +280,118 @@ class JiraEmulator(EmulatorServer):
             self._next_issue_id = ISSUE_ID_START
             self._next_number = dict.fromkeys(self.projects, 1)
             self._next_comment_id = 10000
+            self.webhooks.reset()
             self.request_log.clear()
+
+    # -- lifecycle and webhook settings ------------------------------------------------------
+    def start(self) -> Self:
+        self.webhooks.start()
+        return super().start()
+
+    def serve_forever(self) -> None:
+        self.webhooks.start()
+        super().serve_forever()
+
+    def stop(self) -> None:
+        super().stop()
+        self.webhooks.stop()
+
+    @property
+    def webhook_url(self) -> str | None:
+        return self.webhooks.url
+
+    @webhook_url.setter
+    def webhook_url(self, value: str | None) -> None:
+        self.webhooks.url = value
+
+    @property
+    def webhook_secret(self) -> str | None:
+        return self.webhooks.secret
+
+    @webhook_secret.setter
+    def webhook_secret(self, value: str | None) -> None:
+        self.webhooks.secret = value
+
+    @property
+    def webhook_faults(self) -> WebhookFaults:
+        return self.webhooks.faults
+
+    @webhook_faults.setter
+    def webhook_faults(self, value: WebhookFaults) -> None:
+        self.webhooks.faults = value
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Webhook POSTs made so far (duplicates included), oldest first."""
+        return self.webhooks.deliveries
+
+    @property
+    def dropped_deliveries(self) -> list[Delivery]:
+        return self.webhooks.dropped
+
+    def wait_for_deliveries(self, timeout: float = 5.0) -> bool:
+        """Block until every queued webhook was delivered, given up on or dropped; False on timeout."""
+        return self.webhooks.wait(timeout)
+
+    # -- webhooks (callers hold self.lock) ---------------------------------------------------
+    def _before(self, issue: Issue) -> tuple[Json, set[str]] | None:
+        """What a change is compared with afterwards; None (nothing rendered) without a webhook."""
+        if not self.webhooks.enabled:
+            return None
+        return self._all_fields(issue, "2"), {c.id for c in issue.comments}
+
+    def _after(self, issue: Issue, before: tuple[Json, set[str]] | None) -> None:
+        """The webhooks of a change: each new comment, then the issue update with its changelog."""
+        if before is None:
+            return
+        fields, comment_ids = before
+        for comment in issue.comments:
+            if comment.id not in comment_ids:
+                self._emit_comment(issue, comment)
+        now = self._all_fields(issue, "2")
+        items = [self._changelog_item(name, fields.get(name), value) for name, value in now.items()
+                 if name not in UNLOGGED_FIELDS and fields.get(name) != value]
+        if items:
+            self._changelog_id += 1
+            self._emit("jira:issue_updated", issue, issue_event_type_name="issue_generic",
+                       changelog={"id": str(self._changelog_id), "items": items})
+
+    @staticmethod
+    def _changelog_item(name: str, before: Any, after: Any) -> Json:
+        def shown(value: Any) -> tuple[str | None, str | None]:
+            if isinstance(value, dict):
+                return (str(value["id"]) if "id" in value else None,
+                        str(value.get("name") or value.get("displayName") or value.get("value") or ""))
+            if isinstance(value, list):
+                return None, " ".join(str(v) for v in value)
+            return None, None if value is None else str(value)
+
+        (from_id, from_text), (to_id, to_text) = shown(before), shown(after)
+        custom = name.startswith("customfield_")
+        return {"field": name, "fieldtype": "custom" if custom else "jira", "fieldId": name,
+                "from": from_id, "fromString": from_text, "to": to_id, "toString": to_text}
+
+    def _emit_comment(self, issue: Issue, comment: Comment) -> None:
+        self._emit("comment_created", issue, fields=COMMENT_EVENT_FIELDS, user=False,
+                   comment=self._comment_json(issue, comment, "2"))
+        self._emit("jira:issue_updated", issue, issue_event_type_name="issue_commented",
+                   comment=self._comment_json(issue, comment, "2"))
+
+    def _emit(self, event: str, issue: Issue, *, fields: Sequence[str] | None = None, user: bool = True,
+              **parts: Any) -> None:
+        """Queue one delivery, rendered now so it shows the issue as the change left it."""
+        if not self.webhooks.enabled:
+            return
+        payload: Json = {"timestamp": int(self.clock().timestamp() * 1000), "webhookEvent": event, **parts}
+        if user:
+            payload["user"] = self._user_json(self.account_id, "2")
+        payload["issue"] = self._issue_json(issue, "2", list(fields) if fields else None)
+        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        identifier = str(uuid.uuid4())
+        headers = {"Content-Type": "application/json; charset=utf-8",
+                   "User-Agent": "Atlassian Webhook HTTP Client",
+                   "X-Atlassian-Webhook-Identifier": identifier, "X-Atlassian-Webhook-Flow": "Primary"}
+        self.webhooks.emit(event, body, headers, delivery_id=identifier)
 
     @staticmethod
     def _load_workflow(workflow: Mapping[str, Any]) -> tuple[list[Status], list[Transition]]:
@@ -795,6 +938,9 @@ class JiraEmulator(EmulatorServer):
         self._next_issue_id += 1
         issue.properties = {p["key"]: p.get("value") for p in props}
         self.issues_by_id[issue.id] = issue
+        if self.webhooks.enabled:
+            self._emit("jira:issue_created", issue, issue_event_type_name="issue_created",
+                       changelog={"id": str(self._changelog_id), "items": []})
         return issue
 
     def _get_issue(self, request: Request, api: str) -> Response:
@@ -820,6 +966,7 @@ class JiraEmulator(EmulatorServer):
         draft = Issue(**{**issue.__dict__, "labels": list(issue.labels), "custom": dict(issue.custom),
                          "comments": list(issue.comments)})
         before = self._snapshot(issue)
+        hooked = self._before(issue)
         self._apply_fields(draft, values, api, errors)
         self._apply_update(draft, update, api, errors)
         if errors:
@@ -827,6 +974,7 @@ class JiraEmulator(EmulatorServer):
         issue.__dict__.update(draft.__dict__)
         if self._snapshot(issue) != before:
             issue.updated = self.clock()
+            self._after(issue, hooked)
         else:
             self.noop_writes += 1
         if request.arg("returnIssue") == "true":
@@ -861,10 +1009,12 @@ class JiraEmulator(EmulatorServer):
         self._apply_update(draft, payload.get("update") or {}, api, errors)
         if errors:
             raise bad_request([], errors)
+        hooked = self._before(issue)
         issue.__dict__.update(draft.__dict__)
         if transition.target == issue.status and not values:
             self.noop_writes += 1  # a looped transition to where the issue already is
         self._move(issue, transition)
+        self._after(issue, hooked)
         return Response(204)
 
     def _move(self, issue: Issue, transition: Transition) -> None:
@@ -902,6 +1052,8 @@ class JiraEmulator(EmulatorServer):
             raise bad_request([], {"comment": "Comment body can not be empty!"} if ok
                               else {"comment": "Comment body is not valid!"})
         comment = self._new_comment(issue, body, self.account_id, payload.get("visibility"))
+        if self.webhooks.enabled:
+            self._emit_comment(issue, comment)
         url = self._url(api, f"issue/{issue.id}/comment/{comment.id}")
         return Response(201, self._comment_json(issue, comment, api), {"Location": url})
 
@@ -1025,8 +1177,10 @@ class JiraEmulator(EmulatorServer):
             if path is None:
                 current = self._status(issue.status).name
                 raise ValueError(f"no workflow path from {current!r} to {status_name!r}")
+            hooked = self._before(issue)
             for step in path:
                 self._move(issue, step)
+            self._after(issue, hooked)
             return self._issue_json(issue, "3")
 
     def add_comment(self, id_or_key: str, text: str, author: str | None = None) -> Json:
@@ -1038,7 +1192,10 @@ class JiraEmulator(EmulatorServer):
                 fresh = "557058:" + str(uuid.uuid5(uuid.NAMESPACE_URL, "jira-emulator-user:" + author))
                 account = next((a for a, u in self.users.items() if author in (a, u["displayName"])), fresh)
                 self.users.setdefault(account, {"displayName": author})
-            return self._comment_json(issue, self._new_comment(issue, adf_from_text(text), account), "3")
+            comment = self._new_comment(issue, adf_from_text(text), account)
+            if self.webhooks.enabled:
+                self._emit_comment(issue, comment)
+            return self._comment_json(issue, comment, "3")
 
     def edit(self, id_or_key: str, **fields: Any) -> Json:
         with self.lock:
@@ -1049,9 +1206,11 @@ class JiraEmulator(EmulatorServer):
             self._apply_fields(draft, self._friendly(fields), "3", errors)
             if errors:
                 raise ValueError(error_body([], errors))
+            hooked = self._before(issue)
             issue.__dict__.update(draft.__dict__)
             if self._snapshot(issue) != before:
                 issue.updated = self.clock()
+                self._after(issue, hooked)
             return self._issue_json(issue, "3")
 
     def _find_or_raise(self, id_or_key: str) -> Issue:

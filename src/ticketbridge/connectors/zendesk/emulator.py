@@ -8,7 +8,10 @@ Covered: ticket create/show/update/list (incl. `external_id` lookup), comments w
 pagination, the cursor-based incremental ticket export, users and organizations (side-loaded
 with `include=users,organizations` on ticket show, list and export; a ticket takes its
 requester's organization, and CCs/followers can be set at creation), ticket fields, Zendesk's
-auth, rate-limit and error dialect. Run standalone for demos with `python -m
+auth, rate-limit and error dialect, and event-subscription webhooks (`zen:event-type:ticket.*`, one
+per change, as Zendesk sends them) POSTed from a background thread, signed with
+`X-Zendesk-Webhook-Signature` over the timestamp and the body, with drop / duplicate fault switches.
+Run standalone for demos with `python -m
 ticketbridge.connectors.zendesk.emulator`.
 """
 
@@ -16,23 +19,29 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import html
 import json
 import math
 import random
 import re
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import takewhile
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlencode
 
 from ticketbridge.connectors.emulator_kit import (
+    Delivery,
     EmulatorServer,
     Faults,
     HTTPError,
     Request,
     Response,
+    WebhookDispatcher,
+    WebhookFaults,
     basic_credentials,
 )
 
@@ -43,6 +52,16 @@ STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
 PRIORITIES = ("urgent", "high", "normal", "low")
 TYPES = ("problem", "incident", "question", "task")
 ADVERTISED_LIMIT = 700  # Enterprise plan figure, what a real account usually reports
+ACCOUNT_ID = 12514403
+WEBHOOK_TIMEOUT = 10.0  # what Zendesk is reported to give a receiver
+EVENT_VERSION = "2022-11-06"
+# The ticket event each changed field raises (Zendesk's event-type catalogue).
+FIELD_EVENTS = {
+    "subject": "subject_changed", "status": "status_changed", "priority": "priority_changed",
+    "type": "type_changed", "external_id": "external_id_changed", "assignee_id": "agent_assignment_changed",
+    "group_id": "group_assignment_changed", "due_at": "due_date_changed", "tags": "tags_changed",
+    "custom_fields": "custom_field_changed",
+}
 
 DEFAULT_CUSTOM_FIELDS: list[JSON] = [
     {"id": 360001, "type": "text", "title": "Product area"},
@@ -70,6 +89,20 @@ DEFAULT_CUSTOM_FIELDS: list[JSON] = [
     {"id": 360103, "type": "text", "title": "SLA severity"},
 ]
 
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """`X-Zendesk-Webhook-Signature`: base64 HMAC-SHA256 of the timestamp followed by the body."""
+    digest = hmac.new(secret.encode("utf-8"), timestamp.encode("utf-8") + body, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _signature_headers(secret: str, body: bytes) -> dict[str, str]:
+    # Stamped when sent, from the wall clock: the receiver judges freshness by its own clock,
+    # whatever clock the emulator's tickets run on.
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"X-Zendesk-Webhook-Signature": sign(secret, stamp, body),
+            "X-Zendesk-Webhook-Signature-Timestamp": stamp}
 
 
 def _api_via() -> JSON:
@@ -138,8 +171,14 @@ class ZendeskEmulator(EmulatorServer):
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, email: str = "agent@example.com",
                  token: str = "zd-sandbox-token", rate_limit_per_minute: int | None = None,
                  faults: Faults | None = None, export_exclusion_seconds: float = 60.0,
-                 clock: Clock | None = None, custom_fields: list[JSON] | None = None) -> None:
+                 clock: Clock | None = None, custom_fields: list[JSON] | None = None,
+                 webhook_url: str | None = None, webhook_secret: str | None = None,
+                 webhook_faults: WebhookFaults | None = None) -> None:
         self.email = email
+        # Zendesk's retries are not documented well enough to copy; one attempt per event.
+        self.webhooks = WebhookDispatcher("zendesk", url=webhook_url, secret=webhook_secret, faults=webhook_faults,
+                                          signer=_signature_headers, timeout=WEBHOOK_TIMEOUT, attempts=1)
+        self.webhook_id = "01GZ" + uuid.uuid5(uuid.NAMESPACE_URL, "ticketbridge-zendesk-webhook").hex[:22].upper()
         self.token = token
         self.export_exclusion_seconds = export_exclusion_seconds
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
@@ -159,6 +198,56 @@ class ZendeskEmulator(EmulatorServer):
         self._last_remaining = ADVERTISED_LIMIT - 1
         super().__init__(host, port, rate_limit_per_minute=rate_limit_per_minute, faults=faults)
         self.agent = self._new_user("Avery Agent", email, "admin", self.clock())
+
+    # -- lifecycle and webhook settings ----------------------------------------------------
+    def start(self) -> Self:
+        self.webhooks.start()
+        return super().start()
+
+    def serve_forever(self) -> None:
+        self.webhooks.start()
+        super().serve_forever()
+
+    def stop(self) -> None:
+        super().stop()
+        self.webhooks.stop()
+
+    @property
+    def webhook_url(self) -> str | None:
+        return self.webhooks.url
+
+    @webhook_url.setter
+    def webhook_url(self, value: str | None) -> None:
+        self.webhooks.url = value
+
+    @property
+    def webhook_secret(self) -> str | None:
+        return self.webhooks.secret
+
+    @webhook_secret.setter
+    def webhook_secret(self, value: str | None) -> None:
+        self.webhooks.secret = value
+
+    @property
+    def webhook_faults(self) -> WebhookFaults:
+        return self.webhooks.faults
+
+    @webhook_faults.setter
+    def webhook_faults(self, value: WebhookFaults) -> None:
+        self.webhooks.faults = value
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Webhook POSTs made so far (duplicates included), oldest first."""
+        return self.webhooks.deliveries
+
+    @property
+    def dropped_deliveries(self) -> list[Delivery]:
+        return self.webhooks.dropped
+
+    def wait_for_deliveries(self, timeout: float = 5.0) -> bool:
+        """Block until every queued webhook was delivered or dropped; False on timeout."""
+        return self.webhooks.wait(timeout)
 
     # -- routing ---------------------------------------------------------------------------
     def routes(self) -> None:
@@ -407,6 +496,7 @@ class ZendeskEmulator(EmulatorServer):
             raise
         ticket["description"] = comment["body"]
         self._touch(ticket, now)
+        self._emit(ticket, "created", {"current": self._detail(ticket)}, author_id, now)
         events = [self._comment_event(comment)]
         for field in ("subject", "requester_id", "priority", "type", "status", "tags", "external_id",
                       "assignee_id", "group_id"):
@@ -459,7 +549,61 @@ class ZendeskEmulator(EmulatorServer):
                 ticket["fields"] = [dict(f) for f in value]
         if events:  # an update that changes nothing leaves the ticket and export position alone
             self._touch(ticket, now)
+            self._emit_changes(ticket, events, author_id, now)
         return self._audit(ticket["id"], audit_id, author_id, events, now)
+
+    # -- webhooks (callers hold self.lock) --------------------------------------------------
+    def _detail(self, ticket: JSON) -> JSON:
+        """The ticket snapshot of an event's `detail`: Zendesk's upper-case keys, ids as strings."""
+        def text(value: Any) -> str | None:
+            return None if value is None else str(value)
+
+        def upper(value: Any) -> str | None:
+            return None if value is None else str(value).upper()
+
+        return {
+            "id": str(ticket["id"]), "subject": ticket["subject"], "description": ticket["description"],
+            "status": upper(ticket["status"]), "priority": upper(ticket["priority"]), "type": upper(ticket["type"]),
+            "tags": list(ticket["tags"]), "external_id": text(ticket["external_id"]),
+            "assignee_id": text(ticket["assignee_id"]), "group_id": text(ticket["group_id"]),
+            "requester_id": text(ticket["requester_id"]), "submitter_id": text(ticket["submitter_id"]),
+            "organization_id": text(ticket["organization_id"]), "brand_id": None, "form_id": None,
+            "is_public": ticket["is_public"], "created_at": ticket["created_at"],
+            "updated_at": ticket["updated_at"], "due_at": ticket["due_at"], "via": {"channel": "api_call"},
+        }
+
+    def _emit_changes(self, ticket: JSON, events: list[JSON], author_id: int, now: datetime) -> None:
+        if not self.webhooks.enabled:
+            return
+        sequence = str(uuid.uuid4())  # groups the events of one action, as Zendesk's event.meta.sequence
+        for position, change in enumerate(events, start=1):
+            if change.get("type") == "Comment":
+                kind = "comment_added"
+                body = {"comment": {"id": str(change["id"]), "body": change["body"], "is_public": change["public"],
+                                    "author": {"id": str(change["author_id"])}}}
+            else:
+                kind = FIELD_EVENTS.get(str(change.get("field_name")), "")
+                if not kind:
+                    continue
+                body = {"current": change["value"], "previous": change["previous_value"]}
+            body["meta"] = {"sequence": {"id": sequence, "position": position, "total": len(events)}}
+            self._emit(ticket, kind, body, author_id, now)
+
+    def _emit(self, ticket: JSON, kind: str, event: JSON, author_id: int, now: datetime) -> None:
+        """Queue one event webhook, rendered now so it shows the ticket as the change left it."""
+        if not self.webhooks.enabled:
+            return
+        event_id = str(uuid.uuid4())
+        payload = {
+            "account_id": ACCOUNT_ID, "detail": self._detail(ticket), "event": event, "id": event_id,
+            "subject": f"zen:ticket:{ticket['id']}", "time": now.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "type": f"zen:event-type:ticket.{kind}", "zendesk_event_version": EVENT_VERSION,
+        }
+        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "Zendesk Webhook",
+                   "X-Zendesk-Account-Id": str(ACCOUNT_ID), "X-Zendesk-Webhook-Id": self.webhook_id,
+                   "X-Zendesk-Webhook-Invocation-Id": str(uuid.uuid4().int % 10**12)}
+        self.webhooks.emit(f"ticket.{kind}", body, headers, delivery_id=event_id)
 
     # -- handlers --------------------------------------------------------------------------
     @staticmethod
