@@ -1,1 +1,3 @@
-"""Reliability: crashes, faults, several workers, bad input, secrets. Each file also runs as a script printing figures."""
+"""Reliability: crashes, faults, several workers, bad input, secrets.
+
+Each file also runs as a script that prints its figures."""

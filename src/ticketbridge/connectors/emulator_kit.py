@@ -79,11 +79,6 @@ class Faults:
     timeout_rate: float = 0.0  # fraction of requests that hang past any sane client timeout
     timeout_seconds: float = 30.0
     seed: int | None = None
-    # False: a timed-out request is held before it is acted on, so a write lands after the client
-    # gave up (late). True: acted on first, only the answer is lost.
-    answer_late: bool = False
-    # Paths (by suffix) that never time out: a way to keep one known failure out of a larger run.
-    spare_timeouts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
@@ -96,15 +91,15 @@ class Faults:
     def roll(self, rate: float) -> bool:
         return rate > 0 and self._random.random() < rate
 
-    def hang(self, path: str = "") -> bool:
-        """Roll for a timeout and count it; the caller sleeps `timeout_seconds` on True."""
-        if path and self.spare_timeouts and path.rstrip("/").endswith(self.spare_timeouts):
-            return False
-        hit = self.roll(self.timeout_rate)
-        if hit:
-            with self._count_lock:
-                self.timeouts_served += 1
-        return hit
+    def hang(self) -> str | None:
+        """Roll for a timeout and count it. None, or when the caller holds the request for
+        `timeout_seconds`, half and half: "before" acting on it (a write lands after the client
+        gave up) or "after" (acted on; only the answer is lost)."""
+        if not self.roll(self.timeout_rate):
+            return None
+        with self._count_lock:
+            self.timeouts_served += 1
+        return "before" if self._random.random() < 0.5 else "after"
 
     def fail(self) -> bool:
         """Roll for a 5xx and count it; the caller answers with its server error on True."""
@@ -277,13 +272,13 @@ class EmulatorServer:
             response = self.rate_limited_response(wait)
             response.headers.update(self.rate_limit_headers(0, wait))
             return response
-        hang = self.faults.hang(request.path)
-        if hang and not self.faults.answer_late:
+        hang = self.faults.hang()
+        if hang == "before":
             time.sleep(self.faults.timeout_seconds)
         if self.faults.fail():
             return self._with_rate_headers(self.server_error_response(), remaining)
         response = self._route(request)
-        if hang and self.faults.answer_late:
+        if hang == "after":
             time.sleep(self.faults.timeout_seconds)
         return self._with_rate_headers(response, remaining)
 

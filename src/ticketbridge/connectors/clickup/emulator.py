@@ -355,8 +355,8 @@ class ClickUpEmulator(EmulatorServer):
         if failure is not None:
             status, body = failure
             return Response(status, body, headers)
-        hang = self.faults.hang(request.path)
-        if hang and not self.faults.answer_late:
+        hang = self.faults.hang()
+        if hang == "before":
             time.sleep(self.faults.timeout_seconds)
         if self.faults.fail():
             response = self.server_error_response()
@@ -364,7 +364,7 @@ class ClickUpEmulator(EmulatorServer):
             response = self._route(request)
             if response.status == 405:
                 response = self.not_found_response(request)
-            if hang and self.faults.answer_late:
+            if hang == "after":
                 time.sleep(self.faults.timeout_seconds)
         for name, value in headers.items():
             response.headers.setdefault(name, value)

@@ -390,13 +390,13 @@ class GitHubEmulator(EmulatorServer):
                 return self._finish(self._secondary_limited())
             if not free:
                 self._charge()
-        hang = self.faults.hang(request.path)
-        if hang and not self.faults.answer_late:
+        hang = self.faults.hang()
+        if hang == "before":
             time.sleep(self.faults.timeout_seconds)
         if self.faults.fail():
             return self._finish(self.server_error_response())
         response = self._route(request)
-        if hang and self.faults.answer_late:
+        if hang == "after":
             time.sleep(self.faults.timeout_seconds)
         elif writing and response.status < 300 and self._take_late_write():
             # The write is done; its answer comes after the client has given up (a timeout after
