@@ -1,11 +1,14 @@
 """Structured logging: readable console lines on a terminal, JSON lines otherwise.
 
 Every event passes `scrub` last, so a secret registered here never reaches any output, whatever
-code logged it (an error message quoting a header, a URL with a token).
+code logged it (an error message quoting a header, a URL with a token). Some credentials are masked
+without being registered: Authorization header values, Basic and Bearer credentials, passwords in
+URLs, and base64 text that decodes to a registered secret (a Basic header of "email:token").
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import sys
@@ -25,9 +28,41 @@ def register_secret(value: str | None) -> None:
         _secrets.add(value)
 
 
+# Credentials that need no registering: an Authorization header's value (a tracker's error page may
+# echo the request), Basic/Bearer credentials, a password in a URL, and any base64 run that decodes
+# to text holding a registered secret (a Basic header built from "email:token").
+_AUTH_HEADER = re.compile(r"(?i)(\b(?:proxy-)?authorization\b[\"']?\s*[:=]\s*[\"']?)[^\r\n\"',}]+")
+_BASIC = re.compile(r"(?i)\b(basic\s+)([A-Za-z0-9+/]{8,}={0,2})(?![A-Za-z0-9+/=])")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)([A-Za-z0-9._~+/=-]{12,})")
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:)[^/\s@]+@")
+_BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])")
+
+
+def _decodes_to_credentials(candidate: str) -> bool:
+    try:
+        decoded = base64.b64decode(candidate + "=" * (-len(candidate) % 4), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return ":" in decoded and decoded.isprintable()
+
+
+def _hides_a_secret(candidate: str) -> bool:
+    try:
+        decoded = base64.b64decode(candidate + "=" * (-len(candidate) % 4), validate=True).decode("utf-8", "replace")
+    except ValueError:
+        return False
+    return any(secret in decoded for secret in _secrets)
+
+
 def scrub_text(text: str) -> str:
     for secret in _secrets:
         text = text.replace(secret, MASK)
+    text = _AUTH_HEADER.sub(lambda m: m.group(1) + MASK, text)
+    text = _BASIC.sub(lambda m: m.group(1) + MASK if _decodes_to_credentials(m.group(2)) else m.group(0), text)
+    text = _BEARER.sub(lambda m: m.group(1) + MASK, text)
+    text = _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + "@", text)
+    if _secrets:
+        text = _BASE64_RUN.sub(lambda m: MASK if _hides_a_secret(m.group(0)) else m.group(0), text)
     return text
 
 

@@ -12,6 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError
 
+from ticketbridge.logs import register_secret
 from ticketbridge.sync import store as store_mod
 from ticketbridge.sync.store import (
     ItemCommit,
@@ -513,3 +514,10 @@ def test_an_sla_event_is_recorded_exactly_once(store: Store) -> None:
     events = store.sla_events("zendesk", "7")
     assert [(e.cycle, e.kind, e.nominal_at) for e in events] == [(2, "breach", T0), (1, "breach", T0)]
     assert store.sla_events(since=T0 + timedelta(seconds=1))[0].detail == {"severity": "sev1"}
+
+
+def test_a_failure_message_is_stored_without_the_secrets_it_echoes(store: Store) -> None:
+    register_secret("tb-echoed-token-42")
+    failure = store.record_failure("f", "jira", "1", "ENG-1", "error", "http_500",
+                                   "500: {'headers': {'Authorization': 'Bearer tb-echoed-token-42'}}")
+    assert "tb-echoed-token-42" not in failure.message and "***" in failure.message

@@ -32,6 +32,8 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 
+from ..logs import scrub_text
+
 if TYPE_CHECKING:
     from .workqueue import Locks
 
@@ -840,9 +842,11 @@ class Store:
     def record_failure(
         self, flow: str, tracker: str, item_id: str, item_key: str, kind: str, reason: str, message: str
     ) -> Failure:
-        """Insert a failure, or update the item's existing one (attempts + 1, open again)."""
+        """Insert a failure, or update the item's existing one (attempts + 1, open again). The
+        message is scrubbed first: a tracker's error may echo the request, credentials included."""
         if kind not in ("halt", "error"):
             raise ValueError(f"failure kind must be 'halt' or 'error', not {kind!r}")
+        message = scrub_text(message)
         now = _now()
         t = failures_t
         with self._engine.begin() as conn:

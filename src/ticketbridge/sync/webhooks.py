@@ -8,8 +8,8 @@ lost, rejected or dropped delivery loses nothing.
 
 Answers: 202 accepted (queued); 200 a delivery already seen (same delivery id); 204 an event we
 do not act on (a ping, a pull request, another event type); 400 a malformed body; 401 a missing,
-wrong or (Zendesk) stale signature; 413 a body over the limit (never buffered beyond it);
-405 another method than POST.
+wrong or (Zendesk) stale signature; 404 a path that is not a route (no redirect for a trailing
+slash); 413 a body over the limit (never buffered beyond it); 405 another method than POST.
 
 Signatures (HMAC-SHA256 keyed with the webhook secret, compared in constant time on bytes):
 
@@ -183,6 +183,9 @@ class Receiver:
         self.counters = Counters()
         self.app = Starlette(routes=[Route(route.path, self._endpoint(route), methods=["POST"])
                                      for route in self.routes])
+        # A path that is not a route is 404, also with a slash added or removed: Starlette's default
+        # answer there is a 307 redirect, which a tracker would follow with the body and signature.
+        self.app.router.redirect_slashes = False
 
     @classmethod
     def from_config(cls, config: WebhooksConfig, nudges: queue.Queue[Nudge],

@@ -3,8 +3,9 @@
 Each worker runs this loop; together they split the work without a coordinator:
 
 - the poller of a flow is whoever holds its lease (an advisory lock, `poll:<flow>`): it polls on
-  the flow's interval and queues what changed (`Engine.poll_into`); the others try the lease
-  every second, so when its holder dies another worker polls within about a second;
+  the flow's interval and queues what changed (`Engine.poll_into`), less often while the flow's
+  queue still holds a backlog; the others try the lease every second, so when its holder dies
+  another worker polls within about a second;
 - every worker claims queued items (FOR UPDATE SKIP LOCKED) and syncs them (`Engine.work`),
   renewing its claims by heartbeat; the claims of a dead worker expire after the claim lease and
   are taken over (at once by a worker starting on the same host, which sees the process is gone);
@@ -32,6 +33,7 @@ log = structlog.get_logger(__name__)
 
 LEASE_RETRY = 1.0  # seconds between tries of a lease another worker holds
 BATCH = 20  # items claimed at once
+BACKLOG_POLL = 10  # while a flow's queue is not empty, it is polled every 10 intervals only
 
 
 def run_worker(engine: Engine, stop: threading.Event, intervals: Mapping[str, float], *,
@@ -42,6 +44,7 @@ def run_worker(engine: Engine, stop: threading.Event, intervals: Mapping[str, fl
     work = WorkQueue(engine.store, worker, lease=claim_lease)
     locks = engine.store.locks
     polls_due = {flow.name: 0.0 for flow in engine.flows}
+    last_poll: dict[str, float] = {}
     caught_up: set[str] = set()  # flows whose last poll found nothing and left nothing queued
     structlog.contextvars.bind_contextvars(worker=work.worker)  # on every line this worker logs
     log.info("worker.start", flows=[f.name for f in engine.flows], claim_lease=claim_lease,
@@ -54,6 +57,14 @@ def run_worker(engine: Engine, stop: threading.Event, intervals: Mapping[str, fl
                 if not locks.try_lease(f"poll:{flow.name}"):
                     polls_due[flow.name] = time.monotonic() + LEASE_RETRY
                     continue
+                interval = min(intervals.get(flow.left.name, 60.0), intervals.get(flow.right.name, 60.0))
+                backlog_until = last_poll.get(flow.name, 0.0) + BACKLOG_POLL * interval
+                if time.monotonic() < backlog_until and work.pending(flow.name):
+                    # A backlog from the last poll is still being worked off: a poll now would mostly
+                    # read again what is queued (look-back windows), slowing the work it waits for.
+                    polls_due[flow.name] = time.monotonic() + LEASE_RETRY
+                    continue
+                last_poll[flow.name] = time.monotonic()
                 try:
                     queued = engine.poll_into(flow, work)
                     log.info("worker.polled", flow=flow.name, queued=queued)
@@ -66,8 +77,7 @@ def run_worker(engine: Engine, stop: threading.Event, intervals: Mapping[str, fl
                     raise
                 except TrackerError as error:  # tracker down: the next interval tries again
                     log.error("worker.poll_failed", flow=flow.name, error=str(error))
-                polls_due[flow.name] = time.monotonic() + min(
-                    intervals.get(flow.left.name, 60.0), intervals.get(flow.right.name, 60.0))
+                polls_due[flow.name] = time.monotonic() + interval
             claimed = work.claim(BATCH)
             stats = engine.work(claimed, work) if claimed else PassStats()
             timers = locks.try_lease("timers")

@@ -177,9 +177,13 @@ class WorkQueue:
                                   .values(claimed_by=None, claimed_until=None))
         return int(result.rowcount)
 
-    def pending(self) -> int:
+    def pending(self, flow: str | None = None) -> int:
+        """Rows queued (claimed ones included), of one flow or all."""
+        query = sa.select(sa.func.count()).select_from(work_items_t)
+        if flow is not None:
+            query = query.where(work_items_t.c.flow == flow)
         with self._engine.begin() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(work_items_t)).scalar_one())
+            return int(conn.execute(query).scalar_one())
 
     def seconds_to_claimable(self) -> float | None:
         """Until the next row can be claimed (0: one is free now; None: the queue is empty)."""

@@ -20,10 +20,12 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+import jsonschema
 
 from ..durations import parse_duration
 from ..model import iso_utc
@@ -665,6 +667,13 @@ def parse_threshold(text: str) -> Threshold:
     raise ValueError(f"'{text}' is not a warning: {forms}")
 
 
+@cache
+def _calendar_shape() -> jsonschema.Draft202012Validator:
+    """The schema's own rule for one calendar."""
+    schema = load_schema("policy.schema.json")
+    return jsonschema.Draft202012Validator({"$defs": schema["$defs"], "$ref": "#/$defs/calendar"})
+
+
 class _Checker:
     """Semantic checks, also building the calendars. Every step tolerates wrong shapes: the
     schema already reported those."""
@@ -730,8 +739,8 @@ class _Checker:
                 self.report(path, "'calendar' is the built-in 24/7 calendar; give this calendar another name",
                             key=True)
                 continue
-            if not isinstance(spec, dict):
-                continue
+            if not isinstance(spec, dict) or not _calendar_shape().is_valid(spec):
+                continue  # the schema reported it; building it could fail in any way (a list as subdiv)
             try:
                 self.calendars[name] = build_calendar(name, spec, today=self.today)
             except CalendarError as error:
@@ -846,7 +855,8 @@ class _Checker:
         for kind in kinds:
             if kind != "business_days":
                 self.duration((*path, kind), target[kind])
-            elif calendar in self.calendars and self.calendars[calendar].business_day is None:
+            elif isinstance(calendar, str) and calendar in self.calendars \
+                    and self.calendars[calendar].business_day is None:  # a wrong type: the schema reported it
                 self.report((*path, kind), f"calendar '{calendar}' has no business_day, so business_days cannot "
                                            "be counted; add business_day: 8h to it or use business: DURATION")
         if "grace" in target:
