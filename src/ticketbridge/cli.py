@@ -19,7 +19,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, logs
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+
+from . import __version__, logs, progress
 from .connectors import build_connector
 from .connectors.errors import AuthError, Retryable, TrackerError
 from .connectors.http import RetryPolicy
@@ -33,7 +36,11 @@ from .sync.workers import run_worker
 from .sync.workqueue import DEFAULT_LEASE
 
 if TYPE_CHECKING:
+    from .sync.engine import Retried
     from .sync.scrubbing import Scrubber
+    from .sync.store import Failure
+    from .sync.webhooks import Counters
+    from .web import StatusServer
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_AUTH, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 
@@ -137,6 +144,10 @@ def guarded(args: argparse.Namespace, action: Callable[[Config], int]) -> int:
                      EXIT_UNREACHABLE)
     except TrackerError as error:
         return _fail(str(error), EXIT_FAILED)
+    except sa_exc.OperationalError as error:  # the store's database is down or refuses us
+        where = make_url(config.store_url).render_as_string(hide_password=True) if config else "the store"
+        first = str(error.orig or error).strip().splitlines()[0] if str(error.orig or error).strip() else ""
+        return _fail(f"the store at {where} could not be reached: {first}", EXIT_UNREACHABLE)
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -200,7 +211,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     def action(config: Config) -> int:
         runtime = open_runtime(config, os.environ)
         try:
-            stats = runtime.engine().sync_once()
+            # A running count of items on a terminal (a first sync is a backfill of every item).
+            with progress.sync_progress(config.log_format):
+                stats = runtime.engine().sync_once()
         finally:
             runtime.store.close()
         print(pass_summary(stats))
@@ -238,7 +251,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             nudges = queue.Queue(maxsize=10_000)
             receiver = WebhookServer(Receiver.from_config(config.webhooks, nudges, os.environ),
                                      config.webhooks.host, config.webhooks.port)
+        if config.status is not None:
+            from .web.security import required_token
+
+            required_token(config.status.host, config.status.token_env, os.environ)  # exit 2 before starting
         runtime = open_runtime(config, os.environ)
+        status = status_server(config, receiver.receiver.counters if receiver else None)
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         intervals = {name: t.poll_interval for name, t in config.trackers.items()}
@@ -248,6 +266,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                     receiver.start()
                 except OSError as error:
                     return _fail(f"{error} (webhooks.listen in {config.path}; is the port in use?)", EXIT_INPUT)
+            if status is not None:
+                try:
+                    status.start()
+                except OSError as error:
+                    return _fail(f"{error} (status.listen in {config.path}; is the port in use?)", EXIT_INPUT)
             if runtime.store.shared:  # PostgreSQL: one of any number of workers sharing the store
                 run_worker(runtime.engine(), stop, intervals, claim_lease=args.claim_lease, nudges=nudges)
             else:
@@ -255,10 +278,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         finally:
             if receiver is not None:
                 receiver.stop()
+            if status is not None:
+                status.stop()
+                status.context.store.close()
             runtime.store.close()
         return EXIT_OK
 
     return guarded(args, action)
+
+
+def status_server(config: Config, webhooks: Counters | None) -> StatusServer | None:
+    """The status page of `ticketbridge run` (config `status:`), not yet started; None without one.
+    It reads through a store connection of its own, and its Retry button replays the failure in a
+    fresh runtime, exactly as `ticketbridge failures retry` does from another shell."""
+    if config.status is None:
+        return None
+    from .web import StatusContext, StatusServer
+    from .web.actions import retry_action
+
+    def replay(failure: Failure) -> Retried:
+        runtime = open_runtime(config, os.environ, check=False)
+        try:
+            return runtime.engine().retry_failure(failure)
+        finally:
+            runtime.store.close()
+
+    context = StatusContext.from_config(config, Store.open(config.store_url), retry=retry_action(replay),
+                                        webhooks=webhooks)
+    return StatusServer(context, config.status.host, config.status.port, token_env=config.status.token_env)
 
 
 def cmd_sla(args: argparse.Namespace) -> int:
@@ -335,7 +382,16 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(Path(args.mapping), quiet_logs=not args.verbose, policy=Path(args.policy))
+    if args.serve:  # refuse a bad address, or a non-loopback one without its token, before the demo runs
+        from .web.security import DEFAULT_TOKEN_ENV, required_token
+        from .web.server import parse_listen
+
+        try:
+            required_token(parse_listen(args.status_listen)[0], DEFAULT_TOKEN_ENV, os.environ)
+        except (ValueError, MissingSecret) as error:
+            return _fail(f"--status-listen: {error}", EXIT_INPUT)
+    return run_demo(Path(args.mapping), quiet_logs=not args.verbose, policy=Path(args.policy),
+                    serve=args.status_listen if args.serve else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -396,6 +452,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--mapping", default="mappings/zendesk-jira.yaml")
     demo.add_argument("--policy", default="mappings/policy.yaml")
     demo.add_argument("--verbose", action="store_true", help="show the sync's logs")
+    demo.add_argument("--serve", action="store_true",
+                      help="afterwards keep the sandbox up and serve the status page until Ctrl-C")
+    demo.add_argument("--status-listen", default="127.0.0.1:8950", metavar="HOST:PORT",
+                      help="where --serve's status page listens (default 127.0.0.1:8950)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

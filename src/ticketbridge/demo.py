@@ -47,7 +47,8 @@ class FastClock:
         return datetime.now(UTC) + self.offset
 
 
-def run_demo(mapping: Path, *, quiet_logs: bool = True, policy: Path | None = None) -> int:
+def run_demo(mapping: Path, *, quiet_logs: bool = True, policy: Path | None = None, serve: str | None = None) -> int:
+    """`serve` ("host:port"): afterwards keep the sandbox up and serve the status page until Ctrl-C."""
     from . import logs
 
     logs.configure("console", level="WARNING" if quiet_logs else "INFO")
@@ -96,6 +97,13 @@ def run_demo(mapping: Path, *, quiet_logs: bool = True, policy: Path | None = No
 
         problems = check_invariants(sandbox, store, engine)
         print_report(store, first, second, third, flows, problems)
+        if serve is not None:
+            from .web import StatusContext
+            from .web.actions import retry_action
+            from .web.server import serve_until_stopped
+
+            context = StatusContext.from_config(config, store, retry=retry_action(engine.retry_failure), now=clock)
+            serve_until_stopped(context, serve, banner=sandbox.describe())
         store.close()
     structlog.reset_defaults()
     return 0 if not problems else 1

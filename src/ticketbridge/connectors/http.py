@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import random
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -97,6 +98,40 @@ def wait_for(status: int, headers: Mapping[str, str], message: str = "") -> floa
     return None
 
 
+class HttpMetrics:
+    """Process-wide tallies of every tracker's HTTP traffic, for the status page and /metrics.
+
+    Counted here, below every connector, so all trackers are covered the same way; the numbers
+    live only as long as the process (Prometheus handles restarts of counters). Thread-safe:
+    the status page reads while the engine and its workers write.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.responses: Counter[tuple[str, int]] = Counter()  # (tracker, status; 0 = no response)
+        self.rate_limit_waits: Counter[str] = Counter()
+        self.rate_limit: dict[str, dict[str, str]] = {}  # tracker -> its latest rate-limit headers
+
+    def record(self, tracker: str, status: int, headers: Mapping[str, str] | None = None) -> None:
+        with self._lock:
+            self.responses[(tracker, status)] += 1
+            limits = {k.lower(): v for k, v in (headers or {}).items() if "rate" in k.lower()}
+            if limits:
+                self.rate_limit[tracker] = limits
+
+    def waited(self, tracker: str) -> None:
+        with self._lock:
+            self.rate_limit_waits[tracker] += 1
+
+    def snapshot(self) -> tuple[dict[tuple[str, int], int], dict[str, int], dict[str, dict[str, str]]]:
+        """Copies of (responses, rate-limit waits, rate-limit headers), taken together."""
+        with self._lock:
+            return dict(self.responses), dict(self.rate_limit_waits), {k: dict(v) for k, v in self.rate_limit.items()}
+
+
+HTTP_METRICS = HttpMetrics()
+
+
 class RetryPolicy:
     """Bounded retries: back-off with jitter for transient errors, the tracker's own wait for 429."""
 
@@ -118,6 +153,7 @@ class RetryPolicy:
             # The tracker said how long; a tiny jitter spreads workers that were told the same.
             delay = min(error.retry_after, self.max_rate_limit_wait) + self._rng.uniform(0, 0.05)
             self.rate_limit_waits += 1
+            HTTP_METRICS.waited(error.tracker)
         else:
             delay = min(self.max_delay, self.base_delay * 2 ** (state.attempt_number - 1))
             delay = self._rng.uniform(delay / 2, delay)
@@ -204,11 +240,14 @@ class HttpClient:
             response = self.session.request(method, self.url(path), **kwargs)
         except requests.Timeout as error:
             self.stats[0] += 1
+            HTTP_METRICS.record(self.tracker, 0)
             raise Retryable(self.tracker, f"timed out: {method} {path}") from error
         except requests.ConnectionError as error:
             self.stats[0] += 1
+            HTTP_METRICS.record(self.tracker, 0)
             raise Retryable(self.tracker, f"cannot connect to {self.base_url}") from error
         self.stats[response.status_code] += 1
+        HTTP_METRICS.record(self.tracker, response.status_code, response.headers)
         self.rate_limit = {k: v for k, v in response.headers.items() if "rate" in k.lower()}
         if response.status_code < 400 or response.status_code == 304:
             return response

@@ -19,7 +19,7 @@ from .policy.policy import Policy, check_policy
 from .yamlsource import ConfigError, Problem, SourceDoc, load_schema, read_yaml, schema_problems
 
 __all__ = [
-    "Config", "ConfigError", "FlowConfig", "MissingSecret", "PagingConfig", "Problem", "TrackerConfig",
+    "Config", "ConfigError", "FlowConfig", "MissingSecret", "PagingConfig", "Problem", "StatusConfig", "TrackerConfig",
     "WebhookRoute", "WebhooksConfig", "load_config", "parse_duration", "resolve_store_url", "validate",
 ]
 
@@ -120,6 +120,19 @@ DEFAULT_WEBHOOKS_LISTEN = "127.0.0.1:8900"
 
 
 @dataclass(frozen=True)
+class StatusConfig:
+    """`status:`: the status page and /metrics `ticketbridge run` serves (ticketbridge.web). The
+    token is read from `token_env` only when the page binds beyond loopback (web.server checks)."""
+
+    host: str
+    port: int
+    token_env: str = "TICKETBRIDGE_STATUS_TOKEN"
+
+
+DEFAULT_STATUS_LISTEN = "127.0.0.1:8950"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     store_url: str
@@ -131,6 +144,7 @@ class Config:
     policy: Policy | None = None
     paging: PagingConfig | None = None
     webhooks: WebhooksConfig | None = None
+    status: StatusConfig | None = None
 
 
 def parse_duration(value: float | int | str) -> float:
@@ -185,9 +199,41 @@ def _trackers(data: Mapping[str, Any]) -> dict[str, TrackerConfig]:
     return trackers
 
 
+# Token shapes of the trackers we talk to (GitHub classic and fine-grained, ClickUp personal, Slack-style)
+_TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "pk_", "xoxb-", "xoxp-", "sk_live_")
+
+
+def looks_like_a_secret(name: str) -> bool:
+    """Whether an `*_env` value is more likely a pasted token than the name of a variable: a token's
+    prefix, or a long run with many digits or with lower case, upper case and digits mixed. (Such a
+    value must never be echoed: `validate` and "variable X is not set" would print the token.)"""
+    if name.startswith(_TOKEN_PREFIXES):
+        return True
+    if len(name) < 20:
+        return False
+    digits = sum(c.isdigit() for c in name)
+    mixed = any(c.islower() for c in name) and any(c.isupper() for c in name) and digits > 0
+    return digits >= 6 or mixed
+
+
+def _env_name_problems(doc: SourceDoc) -> list[Problem]:
+    """`*_env` values that look like the secret itself rather than the variable holding it."""
+    data = doc.data
+    places: list[tuple[tuple[str | int, ...], Any]] = []
+    for name, spec in data.get("trackers", {}).items():
+        places += [(("trackers", name, "auth", key), spec["auth"].get(key)) for key in ("email_env", "token_env")]
+    for name, route in (data.get("webhooks") or {}).get("trackers", {}).items():
+        places.append((("webhooks", "trackers", name, "secret_env"), route.get("secret_env")))
+    if isinstance(data.get("paging"), dict):
+        places.append((("paging", "routing_key_env"), data["paging"].get("routing_key_env")))
+    return [doc.problem(path, "this looks like a secret itself, not the NAME of an environment variable; put the "
+                              "secret in a variable (like JIRA_API_TOKEN) and name that here (the value is not shown)")
+            for path, value in places if isinstance(value, str) and looks_like_a_secret(value)]
+
+
 def _tracker_problems(doc: SourceDoc) -> list[Problem]:
     """What the schema cannot say: which tracker types need an email, which need repos."""
-    problems = []
+    problems = _env_name_problems(doc)
     for name, spec in doc.data.get("trackers", {}).items():
         if spec["type"] in ("zendesk", "jira") and "email_env" not in spec["auth"]:
             problems.append(doc.problem(("trackers", name, "auth"), f"a {spec['type']} tracker needs email_env "
@@ -254,6 +300,7 @@ def _check_config(path: Path, env: Mapping[str, str]) -> tuple[Config | None, li
         policy=policy,
         paging=_paging(data.get("paging")),
         webhooks=_webhooks(data.get("webhooks"), trackers),
+        status=_status(data.get("status")),
     ), []
 
 
@@ -308,6 +355,14 @@ def _webhooks(spec: Mapping[str, Any] | None, trackers: Mapping[str, TrackerConf
     return WebhooksConfig(host=host.strip("[]"), port=int(port), routes=routes,
                           max_body_bytes=int(spec.get("max_body_bytes", 1024 * 1024)),
                           tolerance=parse_duration(spec.get("tolerance", 300)))
+
+
+def _status(spec: Mapping[str, Any] | None) -> StatusConfig | None:
+    if spec is None:
+        return None
+    host, port = str(spec.get("listen", DEFAULT_STATUS_LISTEN)).rsplit(":", 1)
+    return StatusConfig(host=host.strip("[]"), port=int(port),
+                        token_env=str(spec.get("token_env", "TICKETBRIDGE_STATUS_TOKEN")))
 
 
 def _mapping_path(base_dir: Path, relative: str) -> Path:
