@@ -362,6 +362,51 @@ class EmulatorServer:
         return _Handler
 
 
+class WebhookSender:
+    """The webhook switches and records of an emulator that sends through `self.webhooks`, as the
+    emulator's own attributes (tests and the sandbox set them while the server runs)."""
+
+    webhooks: WebhookDispatcher
+
+    @property
+    def webhook_url(self) -> str | None:
+        return self.webhooks.url
+
+    @webhook_url.setter
+    def webhook_url(self, value: str | None) -> None:
+        self.webhooks.url = value
+
+    @property
+    def webhook_secret(self) -> str | None:
+        return self.webhooks.secret
+
+    @webhook_secret.setter
+    def webhook_secret(self, value: str | None) -> None:
+        self.webhooks.secret = value
+
+    @property
+    def webhook_faults(self) -> WebhookFaults:
+        return self.webhooks.faults
+
+    @webhook_faults.setter
+    def webhook_faults(self, value: WebhookFaults) -> None:
+        self.webhooks.faults = value
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Webhook POSTs made so far (duplicates included), oldest first."""
+        return self.webhooks.deliveries
+
+    @property
+    def dropped_deliveries(self) -> list[Delivery]:
+        """Deliveries the drop fault swallowed."""
+        return self.webhooks.dropped
+
+    def wait_for_deliveries(self, timeout: float = 5.0) -> bool:
+        """Block until every queued webhook was delivered (or dropped); False on timeout."""
+        return self.webhooks.wait(timeout)
+
+
 def basic_credentials(request: Request) -> tuple[str, str] | None:
     """Decode an `Authorization: Basic` header into (user, password)."""
     import base64

@@ -30,14 +30,12 @@ Secrets come from the environment (``webhooks.trackers.<name>.secret_env``) and 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
 import queue
 import re
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +49,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..serving import BackgroundServer
 from .config import WebhooksConfig
 
 __all__ = [
@@ -411,53 +410,15 @@ _PARSERS: dict[str, Callable[[TrackerRoute, Mapping[str, str], bytes], _Event]] 
 
 
 # -- the server ------------------------------------------------------------------------------
-class WebhookServer:
+class WebhookServer(BackgroundServer):
     """The receiver on uvicorn in a background thread: `start()` returns once it listens."""
 
+    name = "webhooks"
+
     def __init__(self, receiver: Receiver, host: str = "127.0.0.1", port: int = 8900) -> None:
-        import uvicorn
-
+        super().__init__(receiver.app, host, port)
         self.receiver = receiver
-        self.host = host
-        # No lifespan, no access log, and no logging set-up of uvicorn's own (ours is structlog).
-        self._server = uvicorn.Server(uvicorn.Config(receiver.app, host=host, port=port, lifespan="off",
-                                                     access_log=False, log_config=None, log_level="warning"))
-        self._thread: threading.Thread | None = None
-        self.port = port
 
-    def start(self, timeout: float = 10.0) -> WebhookServer:
-        self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise OSError(f"webhooks: could not listen on {self.host}:{self.port}")
-            time.sleep(0.01)
-        for server in self._server.servers:
-            for sock in server.sockets:
-                self.port = sock.getsockname()[1]
+    def listening(self) -> None:
         log.info("webhooks.listening", host=self.host, port=self.port,
                  routes=[f"{r.tracker}={r.path}" for r in self.receiver.routes])
-        return self
-
-    def _run(self) -> None:
-        with contextlib.suppress(SystemExit):  # uvicorn's answer to a failed bind; start() reports it
-            self._server.run()
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def __enter__(self) -> WebhookServer:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()

@@ -57,6 +57,7 @@ from ticketbridge.connectors.emulator_kit import (
     Request,
     Response,
     WebhookDispatcher,
+    WebhookSender,
 )
 from ticketbridge.connectors.emulator_kit import WebhookFaults as WebhookFaults
 
@@ -172,7 +173,7 @@ class Task:
     comments: list[Comment] = field(default_factory=list)  # oldest first
 
 
-class ClickUpEmulator(EmulatorServer):
+class ClickUpEmulator(WebhookSender, EmulatorServer):
     """ClickUp's API v2 (tasks subset) on loopback. See the module docstring."""
 
     name = "clickup"
@@ -242,31 +243,6 @@ class ClickUpEmulator(EmulatorServer):
     def stop(self) -> None:
         super().stop()
         self.webhooks.stop()
-
-    # The webhook settings live on the dispatcher; these keep the emulator's public attributes.
-    @property
-    def webhook_url(self) -> str | None:
-        return self.webhooks.url
-
-    @webhook_url.setter
-    def webhook_url(self, value: str | None) -> None:
-        self.webhooks.url = value
-
-    @property
-    def webhook_secret(self) -> str | None:
-        return self.webhooks.secret
-
-    @webhook_secret.setter
-    def webhook_secret(self, value: str | None) -> None:
-        self.webhooks.secret = value
-
-    @property
-    def webhook_faults(self) -> WebhookFaults:
-        return self.webhooks.faults
-
-    @webhook_faults.setter
-    def webhook_faults(self, value: WebhookFaults) -> None:
-        self.webhooks.faults = value
 
     # -- kit hooks ---------------------------------------------------------------------------
     def routes(self) -> None:
@@ -923,19 +899,6 @@ class ClickUpEmulator(EmulatorServer):
         body = json.dumps(payload, separators=(",", ":")).encode("utf-8")  # compact, as ClickUp signs it
         headers = {"Content-Type": "application/json", "User-Agent": "ClickUp-Webhooks/emulator"}
         self.webhooks.emit(event, body, headers)
-
-    @property
-    def deliveries(self) -> list[Delivery]:
-        """Webhook events sent so far (duplicates included), oldest first."""
-        return self.webhooks.deliveries
-
-    @property
-    def dropped_deliveries(self) -> list[Delivery]:
-        return self.webhooks.dropped
-
-    def wait_for_deliveries(self, timeout: float = 5.0) -> bool:
-        """Block until every queued event was delivered, given up on or dropped; False on timeout."""
-        return self.webhooks.wait(timeout)
 
     # -- Python-level helpers (tests, demos) -------------------------------------------------
     def fail_next(self, count: int = 1, status: int = 500, err: str = "Internal server error",

@@ -46,7 +46,14 @@ from typing import Any, Self
 from urllib.parse import quote, unquote, urlencode
 
 from ticketbridge.connectors.emulator_kit import Delivery as Delivery  # re-exported: tests and the sandbox
-from ticketbridge.connectors.emulator_kit import EmulatorServer, Faults, Request, Response, WebhookDispatcher
+from ticketbridge.connectors.emulator_kit import (
+    EmulatorServer,
+    Faults,
+    Request,
+    Response,
+    WebhookDispatcher,
+    WebhookSender,
+)
 from ticketbridge.connectors.emulator_kit import WebhookFaults as WebhookFaults
 
 Json = dict[str, Any]
@@ -204,7 +211,7 @@ class Repo:
     next_number: int = 1
 
 
-class GitHubEmulator(EmulatorServer):
+class GitHubEmulator(WebhookSender, EmulatorServer):
     """GitHub's REST API (issues subset) on loopback. Credentials: `Authorization: Bearer <token>`
     (or `token <token>`). See the module docstring."""
 
@@ -275,31 +282,6 @@ class GitHubEmulator(EmulatorServer):
     def stop(self) -> None:
         super().stop()
         self.webhooks.stop()
-
-    # The webhook settings live on the dispatcher; these keep the emulator's public attributes.
-    @property
-    def webhook_url(self) -> str | None:
-        return self.webhooks.url
-
-    @webhook_url.setter
-    def webhook_url(self, value: str | None) -> None:
-        self.webhooks.url = value
-
-    @property
-    def webhook_secret(self) -> str | None:
-        return self.webhooks.secret
-
-    @webhook_secret.setter
-    def webhook_secret(self, value: str | None) -> None:
-        self.webhooks.secret = value
-
-    @property
-    def webhook_faults(self) -> WebhookFaults:
-        return self.webhooks.faults
-
-    @webhook_faults.setter
-    def webhook_faults(self, value: WebhookFaults) -> None:
-        self.webhooks.faults = value
 
     # -- kit hooks ---------------------------------------------------------------------------
     def routes(self) -> None:
@@ -1102,20 +1084,6 @@ class GitHubEmulator(EmulatorServer):
         self.webhooks.emit(event, body, headers, delivery_id=delivery_id, action=action)
 
     # -- Python-level helpers (tests, demos) -------------------------------------------------
-    @property
-    def deliveries(self) -> list[Delivery]:
-        """Webhook POSTs made so far (duplicates included), oldest first."""
-        return self.webhooks.deliveries
-
-    @property
-    def dropped_deliveries(self) -> list[Delivery]:
-        """Deliveries the drop fault swallowed."""
-        return self.webhooks.dropped
-
-    def wait_for_deliveries(self, timeout: float = 5.0) -> bool:
-        """Block until every queued webhook was delivered (or dropped); False on timeout."""
-        return self.webhooks.wait(timeout)
-
     def answer_late(self, writes: int = 1) -> None:
         """Apply the next `writes` successful POST/PATCH/PUT/DELETE requests, then hold each answer
         for `faults.timeout_seconds`: the client times out although the tracker acted."""

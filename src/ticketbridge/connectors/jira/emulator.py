@@ -28,7 +28,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, Self
 
 from ticketbridge.connectors.emulator_kit import (
-    Delivery,
     EmulatorServer,
     Faults,
     HTTPError,
@@ -36,6 +35,7 @@ from ticketbridge.connectors.emulator_kit import (
     Response,
     WebhookDispatcher,
     WebhookFaults,
+    WebhookSender,
     basic_credentials,
 )
 
@@ -231,7 +231,7 @@ class Issue:
         return int(self.key.rsplit("-", 1)[1])
 
 
-class JiraEmulator(EmulatorServer):
+class JiraEmulator(WebhookSender, EmulatorServer):
     """Jira Cloud on loopback. Credentials: Basic `email:token`. See the module docstring."""
 
     name = "jira"
@@ -295,43 +295,6 @@ class JiraEmulator(EmulatorServer):
     def stop(self) -> None:
         super().stop()
         self.webhooks.stop()
-
-    @property
-    def webhook_url(self) -> str | None:
-        return self.webhooks.url
-
-    @webhook_url.setter
-    def webhook_url(self, value: str | None) -> None:
-        self.webhooks.url = value
-
-    @property
-    def webhook_secret(self) -> str | None:
-        return self.webhooks.secret
-
-    @webhook_secret.setter
-    def webhook_secret(self, value: str | None) -> None:
-        self.webhooks.secret = value
-
-    @property
-    def webhook_faults(self) -> WebhookFaults:
-        return self.webhooks.faults
-
-    @webhook_faults.setter
-    def webhook_faults(self, value: WebhookFaults) -> None:
-        self.webhooks.faults = value
-
-    @property
-    def deliveries(self) -> list[Delivery]:
-        """Webhook POSTs made so far (duplicates included), oldest first."""
-        return self.webhooks.deliveries
-
-    @property
-    def dropped_deliveries(self) -> list[Delivery]:
-        return self.webhooks.dropped
-
-    def wait_for_deliveries(self, timeout: float = 5.0) -> bool:
-        """Block until every queued webhook was delivered, given up on or dropped; False on timeout."""
-        return self.webhooks.wait(timeout)
 
     # -- webhooks (callers hold self.lock) ---------------------------------------------------
     def _before(self, issue: Issue) -> tuple[Json, set[str]] | None:

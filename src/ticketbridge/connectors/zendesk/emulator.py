@@ -34,7 +34,6 @@ from typing import Any, Self
 from urllib.parse import urlencode
 
 from ticketbridge.connectors.emulator_kit import (
-    Delivery,
     EmulatorServer,
     Faults,
     HTTPError,
@@ -42,6 +41,7 @@ from ticketbridge.connectors.emulator_kit import (
     Response,
     WebhookDispatcher,
     WebhookFaults,
+    WebhookSender,
     basic_credentials,
 )
 
@@ -165,7 +165,7 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
                               "description": f"{name} must be an integer"}) from error
 
 
-class ZendeskEmulator(EmulatorServer):
+class ZendeskEmulator(WebhookSender, EmulatorServer):
     name = "zendesk"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, email: str = "agent@example.com",
@@ -211,43 +211,6 @@ class ZendeskEmulator(EmulatorServer):
     def stop(self) -> None:
         super().stop()
         self.webhooks.stop()
-
-    @property
-    def webhook_url(self) -> str | None:
-        return self.webhooks.url
-
-    @webhook_url.setter
-    def webhook_url(self, value: str | None) -> None:
-        self.webhooks.url = value
-
-    @property
-    def webhook_secret(self) -> str | None:
-        return self.webhooks.secret
-
-    @webhook_secret.setter
-    def webhook_secret(self, value: str | None) -> None:
-        self.webhooks.secret = value
-
-    @property
-    def webhook_faults(self) -> WebhookFaults:
-        return self.webhooks.faults
-
-    @webhook_faults.setter
-    def webhook_faults(self, value: WebhookFaults) -> None:
-        self.webhooks.faults = value
-
-    @property
-    def deliveries(self) -> list[Delivery]:
-        """Webhook POSTs made so far (duplicates included), oldest first."""
-        return self.webhooks.deliveries
-
-    @property
-    def dropped_deliveries(self) -> list[Delivery]:
-        return self.webhooks.dropped
-
-    def wait_for_deliveries(self, timeout: float = 5.0) -> bool:
-        """Block until every queued webhook was delivered or dropped; False on timeout."""
-        return self.webhooks.wait(timeout)
 
     # -- routing ---------------------------------------------------------------------------
     def routes(self) -> None:
