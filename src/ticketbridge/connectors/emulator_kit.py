@@ -362,11 +362,24 @@ class EmulatorServer:
         return _Handler
 
 
-class WebhookSender:
-    """The webhook switches and records of an emulator that sends through `self.webhooks`, as the
-    emulator's own attributes (tests and the sandbox set them while the server runs)."""
+class WebhookSender(EmulatorServer):
+    """An emulator that sends webhooks through `self.webhooks`: the dispatcher runs while the server
+    does, and its switches and records are the emulator's own attributes (tests and the sandbox
+    set them while the server runs)."""
 
     webhooks: WebhookDispatcher
+
+    def start(self) -> Self:
+        self.webhooks.start()
+        return super().start()
+
+    def serve_forever(self) -> None:
+        self.webhooks.start()
+        super().serve_forever()
+
+    def stop(self) -> None:
+        super().stop()
+        self.webhooks.stop()
 
     @property
     def webhook_url(self) -> str | None:

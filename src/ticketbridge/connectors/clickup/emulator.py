@@ -46,12 +46,11 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any
 from urllib.parse import unquote
 
 from ticketbridge.connectors.emulator_kit import Delivery as Delivery  # re-exported: tests and the sandbox
 from ticketbridge.connectors.emulator_kit import (
-    EmulatorServer,
     Faults,
     RateBudget,
     Request,
@@ -173,7 +172,7 @@ class Task:
     comments: list[Comment] = field(default_factory=list)  # oldest first
 
 
-class ClickUpEmulator(WebhookSender, EmulatorServer):
+class ClickUpEmulator(WebhookSender):
     """ClickUp's API v2 (tasks subset) on loopback. See the module docstring."""
 
     name = "clickup"
@@ -230,19 +229,6 @@ class ClickUpEmulator(WebhookSender, EmulatorServer):
                 ("Target date", "date", None),
                 ("Notes", "text", None),
             ])
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> Self:
-        self.webhooks.start()
-        return super().start()
-
-    def serve_forever(self) -> None:
-        self.webhooks.start()
-        super().serve_forever()
-
-    def stop(self) -> None:
-        super().stop()
-        self.webhooks.stop()
 
     # -- kit hooks ---------------------------------------------------------------------------
     def routes(self) -> None:

@@ -42,12 +42,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
 from ticketbridge.connectors.emulator_kit import Delivery as Delivery  # re-exported: tests and the sandbox
 from ticketbridge.connectors.emulator_kit import (
-    EmulatorServer,
     Faults,
     Request,
     Response,
@@ -211,7 +210,7 @@ class Repo:
     next_number: int = 1
 
 
-class GitHubEmulator(WebhookSender, EmulatorServer):
+class GitHubEmulator(WebhookSender):
     """GitHub's REST API (issues subset) on loopback. Credentials: `Authorization: Bearer <token>`
     (or `token <token>`). See the module docstring."""
 
@@ -269,19 +268,6 @@ class GitHubEmulator(WebhookSender, EmulatorServer):
             self._secondary_status = 403
             self.webhooks.reset()
             self.request_log.clear()
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> Self:
-        self.webhooks.start()
-        return super().start()
-
-    def serve_forever(self) -> None:
-        self.webhooks.start()
-        super().serve_forever()
-
-    def stop(self) -> None:
-        super().stop()
-        self.webhooks.stop()
 
     # -- kit hooks ---------------------------------------------------------------------------
     def routes(self) -> None:

@@ -25,10 +25,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn, Self
+from typing import Any, NoReturn
 
 from ticketbridge.connectors.emulator_kit import (
-    EmulatorServer,
     Faults,
     HTTPError,
     Request,
@@ -231,7 +230,7 @@ class Issue:
         return int(self.key.rsplit("-", 1)[1])
 
 
-class JiraEmulator(WebhookSender, EmulatorServer):
+class JiraEmulator(WebhookSender):
     """Jira Cloud on loopback. Credentials: Basic `email:token`. See the module docstring."""
 
     name = "jira"
@@ -282,19 +281,6 @@ class JiraEmulator(WebhookSender, EmulatorServer):
             self._next_comment_id = 10000
             self.webhooks.reset()
             self.request_log.clear()
-
-    # -- lifecycle and webhook settings ------------------------------------------------------
-    def start(self) -> Self:
-        self.webhooks.start()
-        return super().start()
-
-    def serve_forever(self) -> None:
-        self.webhooks.start()
-        super().serve_forever()
-
-    def stop(self) -> None:
-        super().stop()
-        self.webhooks.stop()
 
     # -- webhooks (callers hold self.lock) ---------------------------------------------------
     def _before(self, issue: Issue) -> tuple[Json, set[str]] | None:

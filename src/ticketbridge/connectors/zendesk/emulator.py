@@ -30,11 +30,10 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import takewhile
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlencode
 
 from ticketbridge.connectors.emulator_kit import (
-    EmulatorServer,
     Faults,
     HTTPError,
     Request,
@@ -165,7 +164,7 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
                               "description": f"{name} must be an integer"}) from error
 
 
-class ZendeskEmulator(WebhookSender, EmulatorServer):
+class ZendeskEmulator(WebhookSender):
     name = "zendesk"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, email: str = "agent@example.com",
@@ -198,19 +197,6 @@ class ZendeskEmulator(WebhookSender, EmulatorServer):
         self._last_remaining = ADVERTISED_LIMIT - 1
         super().__init__(host, port, rate_limit_per_minute=rate_limit_per_minute, faults=faults)
         self.agent = self._new_user("Avery Agent", email, "admin", self.clock())
-
-    # -- lifecycle and webhook settings ----------------------------------------------------
-    def start(self) -> Self:
-        self.webhooks.start()
-        return super().start()
-
-    def serve_forever(self) -> None:
-        self.webhooks.start()
-        super().serve_forever()
-
-    def stop(self) -> None:
-        super().stop()
-        self.webhooks.stop()
 
     # -- routing ---------------------------------------------------------------------------
     def routes(self) -> None:
