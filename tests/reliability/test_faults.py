@@ -6,7 +6,8 @@ How (`faults_run`):
 - Flows: zendesk-jira (mappings/zendesk-jira.yaml); with `--chain` also jira-clickup
   (mappings/jira-clickup.yaml: issues labelled planning become ClickUp tasks), one chain across three
   faulty trackers. GitHub has no flow here (its escalation flow needs a policy
-  and a scenario of its own); the GitHub and ClickUp fault switches are set all the same.
+  and a scenario of its own: `github_faults_run` below); the GitHub and ClickUp fault switches are
+  set all the same.
 - Reference: a fresh sandbox seeded with `seed_backfill` (tests/reliability/harness.py), synced by the
   in-process `Engine` until a pass writes nothing, then the same edits as below, synced until quiet.
 - Under test: the same seed on another sandbox and the bridge as `ticketbridge run` wires it: the
@@ -37,9 +38,22 @@ How (`faults_run`):
 The edits touch disjoint tickets on the two sides and fields each side owns (Zendesk the title and
 priority, Jira the status), so the fault-free result does not depend on timing.
 
+GitHub (`github_faults_run`, `--github`): 20 tickets, every second one escalated with
+`Engine.escalate("zendesk-github", id)` (mappings/zendesk-github.yaml; the runtime keeps only that
+flow; mappings/policy.yaml is loaded for its redaction rules, its SLA clocks and rule escalations are
+switched off) while Zendesk and GitHub serve 20% 503s and 5% timeouts; a TrackerError is retried by
+the caller (after the grace when Unsure). Then the engine's `run_forever` with webhook nudges (30% of
+Zendesk and GitHub webhooks dropped), a 429 storm on GitHub, an engineer's comment on every issue
+(every 4th issue closed) and a customer reply on every escalated ticket; faults off, until quiet.
+Checked against a fault-free run: one issue per escalated ticket, issue (title, body, state, labels,
+comments) and ticket (fields, comments) equal as multisets, no open failures or pending intents,
+faults served. The first status-note PUT to Zendesk is refused once on purpose: the status it
+follows has landed by then, and the note must still come on a later pass.
+
 As a script, with the figures:
 
     .venv/bin/python -m tests.reliability.test_faults [--tickets 200] [--seed 11] [--chain] [--workdir DIR]
+    .venv/bin/python -m tests.reliability.test_faults --github [--tickets 20] [--seed 11]
 
 It exits 1 when a check fails (the figures are printed all the same).
 """
@@ -65,13 +79,14 @@ from typing import Any
 import pytest
 import structlog
 
-from ticketbridge.cli import open_runtime
+from ticketbridge.cli import Runtime, open_runtime
 from ticketbridge.connectors.base import Connector
 from ticketbridge.connectors.emulator_kit import EmulatorServer, Faults, WebhookFaults
+from ticketbridge.connectors.errors import TrackerError, Unsure
 from ticketbridge.connectors.http import RetryPolicy
 from ticketbridge.sandbox import Sandbox
-from ticketbridge.sync.config import load_config
-from ticketbridge.sync.engine import Flow, PassStats
+from ticketbridge.sync.config import Config, load_config
+from ticketbridge.sync.engine import Engine, Flow, PassStats
 from ticketbridge.sync.store import Store
 from ticketbridge.sync.webhooks import Receiver, WebhookServer
 
@@ -566,6 +581,370 @@ def faults_run(workdir: Path, tickets: int = TICKETS, seed: int = SEED, chain: b
     return figures
 
 
+# -- GitHub: escalations (flow zendesk-github) under faults ------------------------------------------
+GITHUB_MAPPING = REPO / "mappings" / "zendesk-github.yaml"
+POLICY = REPO / "mappings" / "policy.yaml"
+GITHUB_FLOW = "zendesk-github"
+GITHUB_TICKETS = 20
+GITHUB_SYNCED = ("zendesk", "github")
+SECRETS["github"] = "gh-faults-webhook-secret"
+SECRET_ENV["github"] = "GITHUB_WEBHOOK_SECRET"
+_GH_MARKER = re.compile(r"<!-- ticketbridge: zendesk:(\d+) -->")
+# Mirrored notes name the issue (acme/app#12) and carry comment ids, which depend on creation order.
+# The SLA policy's due dates (ticket custom fields) follow the wall clock.
+_GITHUB_IDS = re.compile(r"#\d+|\[tb:github:[^\]]+\]|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
+
+
+_STATUS_NOTE = re.compile(r"^GitHub issue \S+ is now ")
+
+
+def without_status_notes(state: dict[str, Any]) -> dict[str, Any]:
+    return {key: {**item, "ticket": {**item["ticket"], "comments": [
+        c for c in item["ticket"]["comments"] if not _STATUS_NOTE.match(str(c["body"]))]}}
+        for key, item in state.items()}
+
+
+def refuse_first_status_note(sandbox: Sandbox) -> list[str]:
+    """Answer 503 to the first Zendesk request that posts a status note ("GitHub issue ... is now
+    closed"), once: the random faults hit one only some of the time; this makes the run see it."""
+    plain = sandbox.zendesk.dispatch
+    refused: list[str] = []
+
+    def flaky(request: Any) -> Any:
+        if not refused and request.method == "PUT" and b"is now closed" in request.body:
+            refused.append(request.path)
+            return sandbox.zendesk.server_error_response()
+        return plain(request)
+
+    sandbox.zendesk.dispatch = flaky  # type: ignore[method-assign]
+    return refused
+
+
+def github_escalated(tickets: int) -> list[int]:
+    return [t for t in range(1, tickets + 1) if t % 2 == 0]
+
+
+def github_issue_numbers(sandbox: Sandbox) -> dict[int, list[int]]:
+    """Zendesk ticket -> the numbers of the GitHub issues carrying its marker, oldest first."""
+    github = sandbox.github
+    found: dict[int, list[int]] = {}
+    for issue in sorted(github.issues(github.repo_names[0]), key=lambda issue: int(issue["number"])):
+        if "pull_request" in issue:
+            continue
+        for ticket in _GH_MARKER.findall(issue["body"] or ""):
+            found.setdefault(int(ticket), []).append(int(issue["number"]))
+    return found
+
+
+def github_open_runtime(sandbox: Sandbox, workdir: Path, name: str, retry: RetryPolicy,
+                        webhooks: bool = False) -> tuple[Runtime, Config, dict[str, str]]:
+    """The sandbox's config with the escalation flow; the runtime keeps only that flow (write_config
+    always adds zendesk-jira: its tracker stays configured, nothing syncs it)."""
+    path = sandbox.write_config(
+        workdir / f"{name}.yaml", store_url=f"sqlite:///{workdir / f'{name}.db'}", mapping=MAPPING,
+        escalation_mapping=GITHUB_MAPPING, policy=POLICY, poll_interval="1s",
+        webhooks={tracker: SECRET_ENV[tracker] for tracker in GITHUB_SYNCED} if webhooks else None,
+        webhooks_listen="127.0.0.1:0")
+    env = {**sandbox.credentials(), **{SECRET_ENV[tracker]: SECRETS[tracker] for tracker in GITHUB_SYNCED}}
+    config = load_config(path, env=env)
+    runtime = open_runtime(config, env, retry=retry)
+    runtime.flows = [flow for flow in runtime.flows if flow.name == GITHUB_FLOW]
+    assert len(runtime.flows) == 1, [flow.name for flow in runtime.flows]
+    # The policy is there for its redaction rules (the flow says redact: true). Its SLA clocks and
+    # rule-driven escalations (notes, paging, due dates) follow the wall clock and are not under
+    # test here: the escalations are the test's own.
+    runtime.sla = None
+    runtime.escalation = None
+    return runtime, config, env
+
+
+def escalate_all(engine: Engine, tickets: list[int]) -> int:
+    """Escalate each ticket; a TrackerError is the caller's to retry. The failed attempts."""
+    failed = 0
+    for ticket in tickets:
+        for _ in range(200):
+            try:
+                outcome = engine.escalate(GITHUB_FLOW, str(ticket))
+            except TrackerError as error:
+                # An unsure creation (its answer lost) may still land: like the engine's own retries
+                # (and the escalation service's backoff), wait out the grace before looking for it.
+                failed += 1
+                time.sleep(GRACE_SECONDS if isinstance(error, Unsure) else 0.1)
+                continue
+            assert outcome.link is not None and outcome.blocked is None, (ticket, outcome)
+            break
+        else:
+            raise AssertionError(f"ticket {ticket} could not be escalated")
+    return failed
+
+
+def edit_escalated(sandbox: Sandbox, tickets: list[int]) -> int:
+    """An engineer's comment on each escalated ticket's issue (every 4th closed too), a customer's
+    public reply on each ticket."""
+    github, repo = sandbox.github, sandbox.github.repo_names[0]
+    numbers = github_issue_numbers(sandbox)
+    for ticket in tickets:
+        number = numbers[ticket][0]
+        github.add_comment(repo, number, f"Engineering note on ticket {ticket}: root cause found.")
+        if ticket % 4 == 0 and github.issue(repo, number)["state"] == "open":
+            github.close(repo, number)
+        sandbox.zendesk.add_comment(ticket, f"Customer follow-up on ticket {ticket}: any news?")
+    return len(tickets)
+
+
+def github_state(sandbox: Sandbox, tickets: list[int]) -> dict[str, Any]:
+    """Per escalated ticket: its GitHub issue(s) and the Zendesk ticket, normalized, comments sorted."""
+    github, repo = sandbox.github, sandbox.github.repo_names[0]
+    numbers = github_issue_numbers(sandbox)
+    urls = {sandbox.zendesk.base_url: "<zendesk>", github.base_url: "<github>"}
+
+    def clean(value: Any) -> Any:
+        text = json.dumps(value, sort_keys=True, default=str)
+        for old, new in urls.items():
+            text = text.replace(old, new)
+        return json.loads(_GITHUB_IDS.sub("<id>", text))
+
+    zendesk = zendesk_snapshot(sandbox)
+    state: dict[str, Any] = {}
+    for ticket in tickets:
+        issues = []
+        for number in numbers.get(ticket, []):
+            issue = github.issue(repo, number)
+            issues.append({"title": issue["title"], "body": issue["body"], "state": issue["state"],
+                           "labels": sorted(label["name"] for label in issue["labels"]),
+                           "comments": sorted(c["body"] for c in github.comments(repo, number))})
+        item = zendesk[f"zendesk:{ticket}"]
+        state[f"zendesk:{ticket}"] = clean({
+            "github": issues, "ticket": {**item, "comments": sorted(item["comments"],
+                                                                     key=lambda c: json.dumps(c, sort_keys=True))}})
+    return state
+
+
+def sync_until_quiet(engine: Engine, limit: int = 10) -> None:
+    for _ in range(limit):
+        stats = engine.sync_once()
+        if stats.writes == 0 and not stats.failures:
+            return
+    raise AssertionError(f"still writing or failing after {limit} passes")
+
+
+@dataclass
+class GithubFigures:
+    tickets: int
+    escalated: int
+    seed: int
+    escalation_failures: int = 0
+    issues: int = 0
+    duplicates: int = 0
+    missing: int = 0
+    mismatches: list[str] = field(default_factory=list)
+    lost_status_notes: list[str] = field(default_factory=list)  # tickets differing only by those
+    status_notes_refused: int = 0
+    requests: dict[str, int] = field(default_factory=dict)
+    errors_served: dict[str, int] = field(default_factory=dict)
+    timeouts_served: dict[str, int] = field(default_factory=dict)
+    rate_limited: dict[str, int] = field(default_factory=dict)
+    webhooks_delivered: dict[str, int] = field(default_factory=dict)
+    webhooks_dropped: dict[str, int] = field(default_factory=dict)
+    webhooks_accepted: int = 0
+    storm_seconds: float = 0.0
+    polls_under_faults: int = 0
+    polls_after: int = 0
+    reference_seconds: float = 0.0
+    faulty_seconds: float = 0.0
+    converge_seconds: float = 0.0
+    store_report: StoreReport | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def check(self) -> None:
+        problems = self.problems
+        if self.issues != self.escalated or self.duplicates or self.missing:
+            problems.append(f"{self.issues} GitHub issues for {self.escalated} escalated tickets "
+                            f"({self.duplicates} duplicates, {self.missing} missing)")
+        if self.mismatches:
+            problems.append(f"{len(self.mismatches)} tickets differ from the fault-free run, "
+                            f"e.g. {self.mismatches[:2]}")
+        report = self.store_report
+        if report is not None:
+            if report.links != self.escalated:
+                problems.append(f"store: {report.links} zendesk-github links for {self.escalated} escalations")
+            if report.open_failures:
+                problems.append(f"store: {len(report.open_failures)} open failures, e.g. {report.open_failures[:3]}")
+            if report.pending_intents:
+                problems.append(f"store: pending intents {report.pending_intents[:3]}")
+        for what, served in (("5xx", self.errors_served), ("timeouts", self.timeouts_served),
+                             ("dropped webhooks", self.webhooks_dropped),
+                             ("delivered webhooks", self.webhooks_delivered)):
+            if not all(served.get(name) for name in GITHUB_SYNCED):
+                problems.append(f"no {what} on some tracker: {served}")
+        if not self.rate_limited.get("github"):
+            problems.append(f"no 429s on GitHub: {self.rate_limited}")
+
+    def lines(self) -> list[str]:
+        def per(counts: dict[str, int]) -> str:
+            return ", ".join(f"{name} {count}" for name, count in counts.items())
+
+        report = self.store_report
+        return [
+            f"tickets: {self.tickets}, escalated to GitHub: {self.escalated}   seed: {self.seed}",
+            f"escalation attempts that raised (retried): {self.escalation_failures}",
+            f"requests: {per(self.requests)}",
+            f"5xx served: {per(self.errors_served)}",
+            f"timeouts served: {per(self.timeouts_served)}",
+            f"429s served: {per(self.rate_limited)} (storm {self.storm_seconds:.1f} s)",
+            f"webhooks delivered: {per(self.webhooks_delivered)}; dropped: {per(self.webhooks_dropped)}; "
+            f"accepted by the receiver: {self.webhooks_accepted}",
+            f"polls: {self.polls_under_faults} under faults, {self.polls_after} after",
+            f"wall time: reference {self.reference_seconds:.1f} s, faulty period {self.faulty_seconds:.1f} s, "
+            f"converged {self.converge_seconds:.1f} s after the faults went off",
+            f"GitHub issues: {self.issues}, duplicates: {self.duplicates}, missing: {self.missing}",
+            f"tickets differing from the fault-free run: {len(self.mismatches)} (status notes aside); "
+            f"missing status notes: {len(self.lost_status_notes)} tickets "
+            f"(status-note PUTs refused on purpose: {self.status_notes_refused})",
+            *[f"  status note lost: {lost}" for lost in self.lost_status_notes[:5]],
+            f"store: {report.links if report else '-'} links, "
+            f"{len(report.open_failures) if report else '-'} open failures, "
+            f"{len(report.pending_intents) if report else '-'} pending intents",
+            "result: " + ("OK" if self.ok and not self.lost_status_notes
+                          else "FAILED" if not self.ok else "FAILED (status notes lost: the known bug)"),
+            *[f"  problem: {problem}" for problem in self.problems],
+        ]
+
+
+def difference(got: Any, want: Any, path: str = "") -> str:
+    """The first place two normalized values differ, as path: got != reference."""
+    if isinstance(got, dict) and isinstance(want, dict):
+        return "; ".join(difference(got.get(key), want.get(key), f"{path}.{key}")
+                         for key in sorted(set(got) | set(want)) if got.get(key) != want.get(key))
+    if isinstance(got, list) and isinstance(want, list):
+        if len(got) == len(want):
+            for index, (one, other) in enumerate(zip(got, want, strict=True)):
+                if one != other:
+                    return difference(one, other, f"{path}[{index}]")
+        texts = [json.dumps(one, sort_keys=True) for one in got]
+        wanted = [json.dumps(one, sort_keys=True) for one in want]
+        extra = [one[:200] for one in texts if one not in wanted or texts.count(one) > wanted.count(one)]
+        lacking = [one[:200] for one in wanted if one not in texts or wanted.count(one) > texts.count(one)]
+        return f"{path}: {len(got)} entries, reference {len(want)}; extra {extra}; lacking {lacking}"
+    return f"{path or '.'}: {json.dumps(got)[:200]} != reference {json.dumps(want)[:200]}"
+
+
+def github_reference(workdir: Path, tickets: int, seed: int) -> dict[str, Any]:
+    escalated = github_escalated(tickets)
+    with Sandbox(port=0) as sandbox:
+        seed_backfill(sandbox, tickets, seed)
+        runtime, _, _ = github_open_runtime(sandbox, workdir, "github-reference",
+                                            RetryPolicy(attempts=3, base_delay=0.01))
+        try:
+            engine = runtime.engine()
+            escalate_all(engine, escalated)
+            sync_until_quiet(engine)
+            edit_escalated(sandbox, escalated)
+            sync_until_quiet(engine)
+            return github_state(sandbox, escalated)
+        finally:
+            runtime.store.close()
+
+
+def set_github_faults(sandbox: Sandbox, on: bool, seed: int) -> None:
+    for offset, emulator in enumerate((sandbox.zendesk, sandbox.github)):
+        if on:
+            emulator.faults = Faults(error_rate=ERROR_RATE, timeout_rate=TIMEOUT_RATE,
+                                     timeout_seconds=HANG_SECONDS, seed=seed + offset)
+        else:
+            emulator.faults.error_rate = emulator.faults.timeout_rate = 0.0
+    for name in GITHUB_SYNCED:
+        sandbox.webhook_senders[name].faults.drop_rate = DROP_RATE if on else 0.0
+
+
+def github_faults_run(workdir: Path, tickets: int = GITHUB_TICKETS, seed: int = SEED) -> GithubFigures:
+    """Escalations (Engine.escalate, retried by the caller) under faults, then GitHub comments and
+    closes and Zendesk replies synced by run_forever with webhook nudges; compared with a fault-free run."""
+    escalated = github_escalated(tickets)
+    figures = GithubFigures(tickets, len(escalated), seed)
+    started = time.monotonic()
+    reference = github_reference(workdir, tickets, seed)
+    figures.reference_seconds = time.monotonic() - started
+    with Sandbox(port=0) as sandbox:
+        seed_backfill(sandbox, tickets, seed)
+        retry = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.2, max_rate_limit_wait=3.0)
+        runtime, config, env = github_open_runtime(sandbox, workdir, "github-faults", retry, webhooks=True)
+        store_url = f"sqlite:///{workdir / 'github-faults.db'}"
+        flow = runtime.flows[0]
+        for connector in (flow.left, flow.right):
+            shorten_timeouts(connector, CLIENT_READ_TIMEOUT)
+        assert config.webhooks is not None
+        nudges: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=10_000)
+        receiver = Receiver.from_config(config.webhooks, nudges, env)
+        server = WebhookServer(receiver, config.webhooks.host, 0).start()
+        sandbox.send_webhooks_to(server.url, {name: SECRETS[name] for name in GITHUB_SYNCED},
+                                 faults=WebhookFaults(drop_rate=DROP_RATE, seed=seed))
+        engine = runtime.engine()
+        engine.unsure_grace = GRACE_SECONDS
+        polls = Polls()
+        engine.sync_flow = polls.wrap(engine.sync_flow)  # type: ignore[method-assign]
+        stop = threading.Event()
+        intervals = {name: POLL_SECONDS for name in config.trackers}
+        loop = threading.Thread(target=engine.run_forever, args=(stop, intervals),
+                                kwargs={"nudges": nudges}, daemon=True, name="engine")
+        try:
+            set_github_faults(sandbox, True, seed)
+            refused = refuse_first_status_note(sandbox)
+            started = time.monotonic()
+            # Escalations come before the loop starts: one engine, one thread at a time on the store.
+            figures.escalation_failures = escalate_all(engine, escalated)
+            loop.start()
+            figures.storm_seconds = storm(sandbox.github)
+            edit_escalated(sandbox, escalated)
+            polled = polls.count(True)
+            wait_until(lambda: polls.count(True) >= polled + 2, 60, 0.05, "two polls under faults after the edits")
+            polls.faults_on = False
+            set_github_faults(sandbox, False, seed)
+            figures.faulty_seconds = time.monotonic() - started
+            off = time.monotonic()
+            wait_until(lambda: polls.quiet_after_faults() and sandbox.webhooks_idle() and nudges.empty(),
+                       CONVERGE_TIMEOUT, 0.05, "quiet after the faults")
+            figures.converge_seconds = time.monotonic() - off
+        finally:
+            stop.set()
+            loop.join(30)
+            server.stop()
+            runtime.store.close()
+        assert not loop.is_alive(), "the engine loop did not stop"
+        figures.polls_under_faults, figures.polls_after = polls.count(True), polls.count(False)
+        for name in GITHUB_SYNCED:
+            emulator = sandbox.emulators[name]
+            figures.requests[name] = len(emulator.request_log)
+            figures.errors_served[name] = emulator.faults.errors_served
+            figures.timeouts_served[name] = emulator.faults.timeouts_served
+            figures.rate_limited[name] = rate_limited(emulator)
+            figures.webhooks_delivered[name] = len(sandbox.webhook_senders[name].deliveries)
+            figures.webhooks_dropped[name] = len(sandbox.webhook_senders[name].dropped)
+        figures.webhooks_accepted = receiver.counters.accepted
+        numbers = github_issue_numbers(sandbox)
+        figures.issues = sum(len(found) for found in numbers.values())
+        figures.duplicates = sum(len(found) - 1 for found in numbers.values() if len(found) > 1)
+        figures.missing = sum(1 for ticket in escalated if ticket not in numbers)
+        extra = sorted(set(numbers) - set(escalated))
+        if extra:
+            figures.problems.append(f"GitHub issues for tickets never escalated: {extra}")
+        state = github_state(sandbox, escalated)
+        figures.status_notes_refused = len(refused)
+        plain_state, plain_reference = without_status_notes(state), without_status_notes(reference)
+        for key in reference:
+            if plain_state.get(key) != plain_reference[key]:
+                figures.mismatches.append(f"{key}: {difference(plain_state.get(key), plain_reference[key])}")
+            elif state.get(key) != reference[key]:
+                figures.lost_status_notes.append(f"{key}: {difference(state.get(key), reference[key])}")
+        figures.store_report = store_report(store_url, GITHUB_FLOW)
+    figures.check()
+    return figures
+
+
 @contextmanager
 def quiet_logs() -> Iterator[None]:
     # Thousands of retry warnings and nudges would flood the output; errors still show.
@@ -585,6 +964,14 @@ def test_sync_converges_under_5xx_timeouts_a_429_storm_and_dropped_webhooks(tmp_
     assert figures.ok, "\n".join(figures.lines())
 
 
+@pytest.mark.slow
+def test_escalation_to_github_converges_under_faults(tmp_path: Path) -> None:
+    with quiet_logs():
+        figures = github_faults_run(tmp_path)
+    print("\n".join(figures.lines()))
+    assert figures.ok and not figures.lost_status_notes, "\n".join(figures.lines())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--tickets", type=int, default=TICKETS)
@@ -592,7 +979,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chain", action="store_true",
                         help="add the jira-clickup flow")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the stores and configs here")
+    parser.add_argument("--github", action="store_true",
+                        help="the zendesk-github escalation run instead (--tickets: 20 unless given)")
     args = parser.parse_args(argv)
+    if args.github:
+        with quiet_logs(), tempfile.TemporaryDirectory(prefix="tb-faults-gh-") as workdir:
+            tickets = args.tickets if "--tickets" in (argv or sys.argv) else GITHUB_TICKETS
+            github = github_faults_run(args.workdir or Path(workdir), tickets, args.seed)
+        print("\n".join(github.lines()))
+        return 0 if github.ok and not github.lost_status_notes else 1
     with quiet_logs():
         if args.workdir is not None:
             args.workdir.mkdir(parents=True, exist_ok=True)

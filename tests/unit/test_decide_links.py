@@ -124,6 +124,18 @@ def test_status_note_is_posted_once_across_a_crash_and_counts_changes(mapping: F
     assert split_comment_marker(notes[0].body)[0] == "GitHub issue acme/app#12 is now open (reopened)"
 
 
+def test_a_status_note_whose_write_failed_after_the_status_landed_comes_on_the_next_pass(
+        mapping: FlowMapping) -> None:
+    first = decide_pair(mapping, ticket(), gh_issue(), None, set(), NO_TRANSITIONS)
+    closed = gh_issue(state="closed", state_reason="completed")
+    # The status reached the ticket, the note's write failed, nothing was committed: both sides moved
+    # from the snapshot to agreeing values.
+    again = decide_pair(mapping, ticket(status="solved"), closed, first.snapshot, set(), NO_TRANSITIONS)
+    notes = [op for op in again.ops["left"] if isinstance(op, AddComment)]
+    assert [n.source_id for n in notes] == ["github:acme/app#12/status/1"]
+    assert not again.ops["right"] and not again.conflicts
+
+
 def test_no_status_note_without_the_option_or_for_a_desk_status_change(
         mapping: FlowMapping, tmp_path: Path) -> None:
     off = load_mapping(_write(tmp_path, (ROOT / "mappings" / "zendesk-github.yaml").read_text()

@@ -249,10 +249,13 @@ def decide_pair(mapping: FlowMapping, left: Item, right: Item, snapshot: Mapping
                 changed = {"left": lead == "left", "right": lead == "right"}
             winner = _winner(pair, changed, current, items, conflicts, scrub)
             new_snapshot[pair.name] = [json_value(current["left"]), json_value(current["right"])]
+            if pair.name in snapshot and _is_status(pair) and changed["right"] and (
+                    winner == "right" or (winner is None and changed["left"])):
+                # The engineering status moved. Also when the desk already agrees: our status write
+                # landed but the pass failed before the note (or the commit), so the note is still due.
+                status_changed = True
             if winner is None:
                 continue
-            if winner == "right" and pair.name in snapshot and _is_status(pair):
-                status_changed = True
             loser = other(winner)
             carried = _carry(pair, current[winner], winner, items[winner], items[loser], scrub)
             if carried is None and current[loser] is not None and pair.values is not None:
