@@ -98,7 +98,6 @@ class WorkQueue:
         self._engine = _engine(store)
         self.worker = worker or worker_name()
         self.lease = timedelta(seconds=lease)
-        self._postgres = self._engine.dialect.name == "postgresql"
 
     def add(self, flow: str, side: str, item_ids: Iterable[str], *,
             cursor: tuple[str, str, str] | None = None) -> None:
