@@ -304,6 +304,9 @@ class Model:
                     link.diverged.discard(pair.name)
                 elif changed[dst]:
                     link.diverged.add(pair.name)
+            if pair.left == "status" and changed["right"] and (
+                    winner == "right" or (winner is None and changed["left"])):
+                status_from_right = True  # engineering's status moved (the desk may already agree)
             if winner is None:
                 continue
             loser = _other(winner)
@@ -313,8 +316,6 @@ class Model:
             if carried != now[loser]:
                 field_writes[loser][names[loser]] = carried
             snapshot[pair.name][0 if loser == "left" else 1] = carried
-            if winner == "right" and pair.left == "status":
-                status_from_right = True
         # Comments: a person's comment (or a mirror, travelling on) goes to the other side once,
         # never to the tracker it came from; ticketbridge's own notes stay where they are.
         new: dict[str, list[MComment]] = {"left": [], "right": []}
