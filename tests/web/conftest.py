@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
-from ticketbridge.sandbox import Sandbox
 from ticketbridge.sync.config import load_config
 from ticketbridge.web import StatusContext, build_app
 from ticketbridge.web.actions import retry_action
 
-from ..e2e.conftest import Bridge, make_bridge
+from ..e2e import conftest as e2e
+from ..e2e.conftest import Bridge
+
+# The end-to-end tests' fixtures, as they are: a sandbox and a bridge on it.
+sandbox, bridge = e2e.sandbox, e2e.bridge
 
 FLOW = "zendesk-jira"
 TOO_LONG = "Checkout fails " + "x" * 280  # the Jira emulator: "Summary must be less than 255 characters"
@@ -31,19 +33,6 @@ def fail_one(bridge: Bridge) -> int:
     bridge.sandbox.zendesk.update_ticket(ticket["id"], subject=TOO_LONG)
     assert len(bridge.sync().failures) == 1
     return int(ticket["id"])
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(port=0) as running:
-        yield running
-
-
-@pytest.fixture
-def bridge(tmp_path: Path, sandbox: Sandbox) -> Iterator[Bridge]:
-    made = make_bridge(tmp_path, sandbox)
-    yield made
-    made.store.close()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from .store import (
     SlaEvent,
@@ -162,16 +162,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _engine(store: Store) -> Engine:
-    # The outbox shares the store's database and connection pool; the store keeps the engine private
-    # because its own API hides SQLAlchemy, which this module (a part of the store) does not need to.
-    engine: Engine = store._engine
-    return engine
-
-
 class Outbox:
     def __init__(self, store: Store) -> None:
-        self._engine = _engine(store)
+        self._engine = store.sa_engine
 
     # -- the trigger scan ------------------------------------------------------------------------
     def cursors(self) -> tuple[int, int]:

@@ -546,6 +546,12 @@ class Store:
         self._engine.dispose()
 
     @property
+    def sa_engine(self) -> Engine:
+        """The SQLAlchemy engine, for the modules that keep their tables on this store's metadata
+        (outbox, work queue) and the status page's read-only queries. The store's own API hides it."""
+        return self._engine
+
+    @property
     def shared(self) -> bool:
         """Whether several processes may share this store (PostgreSQL), each running workers."""
         return self._engine.dialect.name == "postgresql"

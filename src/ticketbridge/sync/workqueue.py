@@ -30,13 +30,13 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-from .store import Store, UTCDateTime, _insert, cursors_t, metadata
+from .store import Store, UTCDateTime, _insert, _now, cursors_t, metadata
 
 DEFAULT_LEASE = 30.0  # seconds a claim lives without a heartbeat
 RETRY_DELAY = 1.0  # a claim handed back (its items were busy, its fetch failed) waits this long
@@ -69,10 +69,6 @@ class WorkItem:
     attempts: int
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def worker_name() -> str:
     """host:pid, unique among the processes sharing a database."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -88,14 +84,9 @@ def _alive(pid: str) -> bool:
     return True
 
 
-def _engine(store: Store) -> Engine:
-    engine: Engine = store._engine  # a part of the store, like the outbox
-    return engine
-
-
 class WorkQueue:
     def __init__(self, store: Store, worker: str | None = None, lease: float = DEFAULT_LEASE) -> None:
-        self._engine = _engine(store)
+        self._engine = store.sa_engine
         self.worker = worker or worker_name()
         self.lease = timedelta(seconds=lease)
 
@@ -222,7 +213,7 @@ class Locks:
     or in-process locks on SQLite. Thread-safe; a lock is held until released or the process dies."""
 
     def __init__(self, store: Store) -> None:
-        engine = _engine(store)
+        engine = store.sa_engine
         self._mutex = threading.Lock()
         self._held: set[str] = set()
         self._conn: Connection | None = None

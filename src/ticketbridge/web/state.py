@@ -82,7 +82,7 @@ class StatusContext:
 
 def _connect(store: Store) -> sa.engine.Connection:
     # The Store keeps its engine private; the page only reads, in short transactions of its own.
-    engine: sa.engine.Engine = store._engine
+    engine: sa.engine.Engine = store.sa_engine
     return engine.connect()
 
 
