@@ -179,7 +179,10 @@ def workers_run(workdir: Path, url: str, tickets: int = TICKETS, workers: int = 
             poller.kill()
             killed_at = datetime.now(UTC)
             figures.killed, figures.killed_at_issues = poller.name, len(sandbox.jira.issues())
-            wait_until(lambda: len(marker_issue_ids(sandbox)) == tickets, 120, 0.05, "every issue")
+            with Store.open(url) as store:  # the backfill done (comments included) before the edits
+                backlog = WorkQueue(store)
+                wait_until(lambda: len(marker_issue_ids(sandbox)) == tickets and backlog.pending() == 0,
+                           120, 0.2, "the backfill")
             edit_pairs(sandbox, seed, min(EDITS, tickets))
             with Store.open(url) as store:
                 queue = WorkQueue(store)
