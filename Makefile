@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install compiled clean sandbox
+.PHONY: demo test lint install compiled clean sandbox bench bench-quick
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,14 @@ test: $(STAMP) compiled
 lint: $(STAMP)
 	$(BIN)/python -m ruff check src tests bench tools
 	$(BIN)/python -m mypy
+
+# Issue 8's benchmarks (bench/run.py): the full runs rewrite bench/RESULTS.md; the quick ones
+# (under 2 minutes) write bench/RESULTS-quick.md.
+bench: $(STAMP) compiled
+	$(BIN)/python bench/run.py
+
+bench-quick: $(STAMP) compiled
+	$(BIN)/python bench/run.py --quick
 
 sandbox: $(STAMP)
 	$(BIN)/ticketbridge sandbox --seed

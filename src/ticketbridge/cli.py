@@ -64,9 +64,11 @@ class Runtime:
     flows: list[Flow]
     sla: SlaService | None
     escalation: EscalationService | None = None
+    concurrency: int = 1  # items synced side by side (config `sync.concurrency`)
 
     def engine(self, *, dry_run: bool = False) -> Engine:
-        return Engine(self.store, self.flows, dry_run=dry_run, sla=self.sla, escalation=self.escalation)
+        return Engine(self.store, self.flows, dry_run=dry_run, sla=self.sla, escalation=self.escalation,
+                      concurrency=self.concurrency)
 
 
 def redactor(config: Config, env: Mapping[str, str] | None = None) -> Scrubber:
@@ -109,7 +111,7 @@ def open_runtime(config: Config, env: Mapping[str, str], *, check: bool = True,
         escalation = EscalationService(store, config.policy, connectors, types, flow_trackers, pager=pager,
                                        page_source=config.paging.source if config.paging else "ticketbridge",
                                        now=now or utc_now)
-    return Runtime(store, flows, sla, escalation)
+    return Runtime(store, flows, sla, escalation, config.concurrency)
 
 
 def log_level(env: Mapping[str, str]) -> str:

@@ -434,7 +434,7 @@ def test_oauth_tokens_are_sent_as_bearer(emu: ClickUpEmulator) -> None:
     assert "pk_" not in repr(cu) and emu.token not in repr(connector(emu))
 
 
-def test_a_429_waits_until_x_ratelimit_reset() -> None:
+def test_a_spent_budget_waits_until_x_ratelimit_reset_without_a_429() -> None:
     waits: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -448,11 +448,31 @@ def test_a_429_waits_until_x_ratelimit_reset() -> None:
         started = time.monotonic()
         pages = [cu.fetch(t["id"]) for t in emu.tasks()]  # 2 requests each: 6 against a budget of 3
         assert len(pages) == 3
-        limited = [status for _, _, status in emu.request_log if status == 429]
-        assert limited and cu.client.http.retry.rate_limit_waits == len(limited)
+        # X-RateLimit-Remaining 0 closes the client's gate until X-RateLimit-Reset: nothing is sent into a 429.
+        assert [status for _, _, status in emu.request_log if status == 429] == []
+        assert cu.client.http.gate.waits and cu.client.http.retry.rate_limit_waits == 0
         # The reset header is whole unix seconds: each wait is at most that far, never the 30 s back-off cap.
         assert all(0 <= wait <= 2.1 for wait in waits) and time.monotonic() - started < 10
         assert cu.client.http.rate_limit["X-RateLimit-Limit"] == "3"
+
+
+def test_a_429_waits_until_x_ratelimit_reset() -> None:
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    with ClickUpEmulator(rate_limit_per_minute=3, rate_window=1.0) as emu:
+        task = emu.add_task("t")
+        for _ in range(3):  # another client on the same token spends its budget; `cu`'s gate knows nothing
+            requests.get(f"{emu.base_url}/api/v2/task/{task['id']}", headers={"Authorization": emu.token}, timeout=5)
+        cu = connector(emu, retry=RetryPolicy(attempts=6, sleep=sleep))
+        started = time.monotonic()
+        assert cu.fetch(task["id"])
+        limited = [status for _, _, status in emu.request_log if status == 429]
+        assert limited and cu.client.http.retry.rate_limit_waits == len(limited)
+        assert all(0 <= wait <= 2.1 for wait in waits) and time.monotonic() - started < 10
 
 
 # -- configuration and mapping vocabulary ------------------------------------------------------------

@@ -467,6 +467,36 @@ def test_transition_direct_costs_two_requests(emu: JiraEmulator) -> None:
     assert emu.issue(issue["id"])["fields"]["status"]["name"] == "In Progress"
 
 
+def test_new_issues_of_a_kind_learn_their_start_once_then_transition_without_reads(emu: JiraEmulator) -> None:
+    connector = connect(emu)
+
+    def create(number: int, status: str, issuetype: str = "Bug") -> int:
+        before = connector.requests_made
+        result = connector.push(None, [Create({"project": "ENG", "issuetype": issuetype, "summary": f"s{number}"},
+                                              f"zendesk:{number}"), Transition(status)])
+        assert emu.issue(result.item_id)["fields"]["status"]["name"] == status
+        return connector.requests_made - before
+
+    assert create(1, "In Progress") == 4  # POST issue, GET its status, GET transitions, POST transition
+    assert create(2, "In Progress") == 2  # POST issue, POST transition: the start is known
+    assert create(3, "Done") == 2
+    assert create(4, "To Do") == 1  # already where it starts
+    assert create(5, "In Progress", "Task") == 4  # another kind learns its own start
+
+
+def test_a_learned_transition_a_new_issue_refuses_is_forgotten_and_the_workflow_walked(emu: JiraEmulator) -> None:
+    connector = connect(emu)
+    connector.push(None, [Create({"project": "ENG", "issuetype": "Bug", "summary": "a"}, "zendesk:1"),
+                          Transition("In Progress")])
+    # The workflow changed since (an admin edited it): the learned transition id is no longer valid.
+    (kind, (start, _)), = connector._starts.items()
+    connector._starts[kind] = (start, [{"id": "999", "name": "Gone", "to": {"name": "In Progress"}}])
+    result = connector.push(None, [Create({"project": "ENG", "issuetype": "Bug", "summary": "b"}, "zendesk:2"),
+                                   Transition("In Progress")])
+    assert emu.issue(result.item_id)["fields"]["status"]["name"] == "In Progress"
+    assert kind not in connector._starts  # learned afresh by the next creation of the kind
+
+
 def test_transition_walks_a_multi_step_path(emu: JiraEmulator) -> None:
     connector = connect(emu)
     issue = emu.create_issue(summary="t")

@@ -503,12 +503,40 @@ def test_e2e_429_storm_waits_what_the_emulator_says(emu: ZendeskEmulator) -> Non
         clock.now += seconds
 
     connector = connect(emu, export_page_size=1, retry=RetryPolicy(sleep=sleep, rng=NoJitter()))
+    connector.client.http.gate.clock = clock
+    seen: list[Item] = []
+    for page in connector.poll(None, {}):
+        seen.extend(page.items)
+        clock.now += 10  # the engine commits each page before asking for the next
+    assert [i.fields["subject"] for i in seen] == ["T0", "T1", "T2", "T3"]
+    # Each page left remaining 0 with ratelimit-reset 60: the next waited the reset minus the 10 s spent
+    # committing, and was not refused.
+    assert waits == [50.0, 50.0, 50.0] and connector.client.http.gate.waits == waits
+    emu_count(emu, 4, "GET")
+    assert sum(1 for _, _, status in emu.request_log if status == 429) == 0
+
+
+def test_e2e_429_storm_waits_what_the_emulator_says_when_the_budget_was_spent_elsewhere(
+        emu: ZendeskEmulator) -> None:
+    for n in range(4):
+        emu.add_ticket(subject=f"T{n}")
+    clock = ManualClock()
+    emu.budget = RateBudget(1, clock=clock)  # one request a minute, on a clock the test moves
+
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock.now += seconds
+
+    connector = connect(emu, export_page_size=1, retry=RetryPolicy(sleep=sleep, rng=NoJitter()))
+    connector.client.http.gate.reserve = -1  # blind to the budget headers, as a client sharing the budget is
     seen: list[Item] = []
     for page in connector.poll(None, {}):
         seen.extend(page.items)
         clock.now += 10  # the engine commits each page before asking for the next
     assert [i.fields["subject"] for i in seen] == ["T0", "T1", "T2", "T3"]
     # Each later page was refused once; Retry-After was 60 s minus the 10 s spent committing.
-    assert waits == [50.0, 50.0, 50.0]
+    assert waits == [50.0, 50.0, 50.0] and connector.client.http.gate.waits == []
     emu_count(emu, 7, "GET")
     assert sum(1 for _, _, status in emu.request_log if status == 429) == 3

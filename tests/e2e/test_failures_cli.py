@@ -248,3 +248,15 @@ def test_db_upgrade_with_a_broken_config_exits_2(tmp_path: Path) -> None:
     config.write_text("trackers: [\n")
     result = run_cli(["db", "upgrade", "--config", str(config)], {})
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_a_retry_with_nothing_left_to_do_settles_the_failure(bridge: Bridge) -> None:
+    """A ticket whose issue creation failed (say Jira answered 503), then tagged no_jira: the
+    automatic retry finds nothing to create, and the failure is over rather than retried for ever."""
+    ticket = bridge.sandbox.zendesk.add_ticket(subject="Duplicate charge", priority="normal")
+    bridge.store.record_failure(bridge.flow.name, "zendesk", str(ticket["id"]), f"#{ticket['id']}", "error",
+                                "retryable", "jira: POST /rest/api/3/issue -> 503: Service unavailable")
+    bridge.sandbox.zendesk.update_ticket(ticket["id"], tags=["no_jira"])
+    stats = bridge.sync()
+    assert not stats.failures and bridge.store.failures() == []
+    assert bridge.sandbox.jira.issues() == [] and bridge.store.count_links(bridge.flow.name) == 0

@@ -4,9 +4,12 @@ The three-process run on PostgreSQL with a worker killed is tests/reliability/te
 
 from __future__ import annotations
 
+import threading
 import time
+from pathlib import Path
 
 from ticketbridge.sync.engine import Engine, PassStats
+from ticketbridge.sync.store import Store
 from ticketbridge.sync.workqueue import WorkQueue, item_lock
 
 from .conftest import Bridge
@@ -66,3 +69,25 @@ def test_a_webhook_nudge_queues_the_item_in_every_flow_of_its_tracker(bridge: Br
     assert (claimed.flow, claimed.side, claimed.item_id) == (bridge.flow.name, "left", str(ticket["id"]))
     engine.work([claimed], work)
     assert len(bridge.sandbox.jira.issues()) == 1
+
+
+def test_an_item_synced_elsewhere_while_it_waited_for_its_lock_is_read_again_not_created_twice(
+        bridge: Bridge, tmp_path: Path) -> None:
+    ticket = bridge.sandbox.zendesk.add_ticket(subject="Export hangs", priority="high")
+    ticket_id = str(ticket["id"])
+    held = [item_lock("zendesk", ticket_id)]
+    assert bridge.store.locks.try_acquire(held)  # this process's other thread is syncing the ticket
+    fetched = len(bridge.sandbox.zendesk.request_log)
+    waiting = threading.Thread(target=bridge.engine.nudge, args=("zendesk", ticket_id))
+    waiting.start()  # reads the ticket (no link yet), then waits for its lock
+    while len(bridge.sandbox.zendesk.request_log) == fetched:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    # Meanwhile another process (a store of its own, so locks of its own) creates the issue.
+    with Store.open(f"sqlite:///{tmp_path / 'tb.db'}") as elsewhere:
+        created = Engine(elsewhere, [bridge.flow]).sync_once().created
+    assert sum(created.values()) == 1
+    bridge.store.locks.release(held)
+    waiting.join(30)
+    assert not waiting.is_alive()
+    assert len(bridge.sandbox.jira.issues()) == 1 and bridge.store.count_links(bridge.flow.name) == 1

@@ -120,6 +120,7 @@ GRACE_SECONDS = 1.0  # unsure writes wait this long before their retry (producti
 DROP_RATE = 0.30
 STORM_SECONDS, STORM_RETRY_AFTER, STORM_429S, STORM_MAX = 1.0, 1.0, 2, 30.0
 POLL_SECONDS = 0.5
+RATE_LIMIT_WAIT = 60.0  # the longest rate-limit wait a request takes (ClickUp's window: see faults_run)
 SECRETS = {"zendesk": "zd-faults-webhook-secret", "jira": "jira-faults-webhook-secret",
            "clickup": "cu-faults-webhook-secret"}
 SECRET_ENV = {name: f"{name.upper()}_WEBHOOK_SECRET" for name in SECRETS}
@@ -489,7 +490,12 @@ def faults_run(workdir: Path, tickets: int = TICKETS, seed: int = SEED, chain: b
         env = {**sandbox.credentials(), **{SECRET_ENV[name]: secret for name, secret in SECRETS.items()}}
         config = load_config(config_path, env=env)
         assert config.webhooks is not None
-        retry = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.2, max_rate_limit_wait=3.0)
+        # Rate-limit waits up to a minute: ClickUp's budget (100 requests a minute per token, the
+        # emulator's default) comes back up to 60 s after it is spent, and polling every 0.5 s spends it.
+        # With a shorter cap a spent budget fails every ClickUp request until the reset, sending nothing
+        # meanwhile, and that silence comes back a minute later as another stretch with no budget
+        # returning: the run could stay unquiet for good. The storms' Retry-After (1 s) is unaffected.
+        retry = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.2, max_rate_limit_wait=RATE_LIMIT_WAIT)
         runtime = open_runtime(config, env, retry=retry)
         for flow in runtime.flows:
             for connector in (flow.left, flow.right):
@@ -540,7 +546,16 @@ def faults_run(workdir: Path, tickets: int = TICKETS, seed: int = SEED, chain: b
                 return (polls.quiet_after_faults() and sandbox.webhooks_idle() and nudges.empty()
                         and not runtime.store.failures())
 
-            wait_until(quiet, CONVERGE_TIMEOUT, 0.05, "quiet after the faults")
+            try:
+                wait_until(quiet, CONVERGE_TIMEOUT, 0.05, "quiet after the faults")
+            except TimeoutError as error:
+                with polls.lock:
+                    last = polls.log[-6:]
+                open_failures = [f"{f.tracker}:{f.item_id} {f.reason}: {f.message}"
+                                 for f in runtime.store.failures()][:5]
+                raise TimeoutError(f"{error}; last polls (faults on, writes, failures, error): {last}; "
+                                   f"webhooks idle: {sandbox.webhooks_idle()}; nudges queued: {nudges.qsize()}; "
+                                   f"open failures: {open_failures}") from None
             figures.converge_seconds = time.monotonic() - off
         finally:
             stop.set()

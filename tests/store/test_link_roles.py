@@ -151,3 +151,22 @@ def test_downgrade_to_0002_keeps_primary_links_and_drops_followers(db_url: str) 
         assert again.link_for(FLOW, "left", "1") is not None
     finally:
         again.close()
+
+
+def test_a_follower_becomes_primary_only_when_nothing_clashes(store: Store) -> None:
+    store.commit_item(commit("1", "acme/app#12"))
+    follower = store.commit_item(commit("2", "acme/app#12", FOLLOWER))
+    # The issue has a primary ticket already: the promotion is refused and nothing changes.
+    with pytest.raises(LinkConflict, match="right acme/app#12 is linked to left 1"):
+        store.commit_item(commit("2", "acme/app#12", PRIMARY, snapshot={"status": ["solved", "Done"]}))
+    assert store.link_between(FLOW, "2", "acme/app#12") == follower
+    # Without a clash it is promoted, and the returned link is the row as stored.
+    alone = store.commit_item(commit("5", "acme/app#50", FOLLOWER))
+    promoted = store.commit_item(commit("5", "acme/app#50", PRIMARY))
+    assert promoted.id == alone.id and promoted.role == PRIMARY
+    assert store.link_between(FLOW, "5", "acme/app#50") == promoted
+    # And back: a primary demoted to follower keeps its id; None keeps the role as it is.
+    demoted = store.commit_item(commit("5", "acme/app#50", FOLLOWER))
+    kept = store.commit_item(commit("5", "acme/app#50"))
+    assert (demoted.role, kept.role, kept.id) == (FOLLOWER, FOLLOWER, alone.id)
+    assert store.link_between(FLOW, "5", "acme/app#50") == kept

@@ -113,6 +113,34 @@ def test_snapshot_tuples_come_back_as_lists(store: Store) -> None:
     assert link.snapshot == {"labels": ["a", "b"]}
 
 
+@pytest.mark.parametrize("versions", [("v1", "r1"), (None, "r2"), ("v3", None), (None, None)])
+def test_commit_item_returns_the_link_as_stored(store: Store, versions: tuple[str | None, str | None]) -> None:
+    # commit_item builds the returned Link from what it wrote, without reading it back.
+    snapshot = {"labels": ("a", "b"), "n": 3, "nested": {"x": (1, None)}, "none": None}
+    first = store.commit_item(commit(snapshot=snapshot, left_version=versions[0], right_version=versions[1]))
+    assert store.link_between("zendesk-jira", "123", "10050") == first
+    again = store.commit_item(commit(right_key="OPS-1", snapshot={"t": ("x",)}, left_version=versions[1],
+                                     right_version=versions[0]))
+    assert store.link_between("zendesk-jira", "123", "10050") == again
+    assert again.snapshot == {"t": ["x"]} and again.id == first.id
+
+
+def test_sqlite_syncs_the_log_at_checkpoints_not_every_commit(tmp_path: Any) -> None:
+    with Store.open(f"sqlite:///{tmp_path / 'store.db'}") as store, store.sa_engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+
+
+def test_a_sqlite_writer_that_waits_too_long_gets_sqlalchemy_operational_error(tmp_path: Any,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_mod, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    # `first` holds the write lock (BEGIN IMMEDIATE); the second writer gives up after the timeout.
+    with (Store.open(url) as first, Store.open(url) as second, first.sa_engine.begin(),
+          pytest.raises(sa.exc.OperationalError, match="locked")):
+        second.set_cursor("zendesk", "flow", "1")
+
+
 def test_link_for_finds_by_either_side(store: Store) -> None:
     link = store.commit_item(commit())
     assert store.link_for("zendesk-jira", "left", "123") == link

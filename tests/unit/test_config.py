@@ -202,7 +202,7 @@ def test_bad_duration_and_unknown_key(site: Path) -> None:
     assert [str(p) for p in errors(path)] == [
         f"{path}:13:13: sync.lookback: must be a number of seconds (30) or a duration like \"30s\", \"2m\", \"1h\"",
         f"{path}:14:3: sync.batchsize: unknown key 'batchsize'; did you mean 'batch_size'? "
-        "allowed keys here: lookback, batch_size",
+        "allowed keys here: lookback, batch_size, concurrency",
     ]
 
 

@@ -64,3 +64,14 @@ def test_the_log_line_of_an_echoed_error_carries_no_credential() -> None:
         logs.configure("auto", level="WARNING")
     line = json.loads(stream.getvalue())
     assert BASIC not in stream.getvalue() and line["error"].startswith("500: Authorization: ***")
+
+
+@pytest.mark.parametrize(("text", "gone"), [
+    # scrub_text only runs a pattern where its literal occurs; these must still be caught.
+    ("AUTHORIZATION: sekritvalue1234", "sekritvalue1234"),
+    ("BEARER abcdefghijklmnopqrst", "abcdefghijklmnopqrst"),
+    ("authorızation: sekritvalue1234", "sekritvalue1234"),  # dotless i: re's IGNORECASE matches it
+    ("ünïcode around Authorization: sekritvalue1234", "sekritvalue1234"),
+])
+def test_the_literal_prefilter_misses_no_spelling(text: str, gone: str) -> None:
+    assert gone not in logs.scrub_text(text)

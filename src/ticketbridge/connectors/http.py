@@ -1,9 +1,14 @@
-"""The shared HTTP base of every connector: one session, timeouts, one retry policy.
+"""The shared HTTP base of every connector: one session, timeouts, one retry policy, pacing.
 
 Retries live here and nowhere else. A request that fails with a `Retryable` error is tried again
 with exponential back-off and jitter; a `RateLimited` error waits exactly what the tracker asked
 for (Retry-After or its reset header) instead. Connectors that drive a client library (Jira
 through the `jira` package) run its calls through the same `RetryPolicy`.
+
+Pacing (`RateGate`) works before the wall: every response's remaining-budget header is read, and
+once the budget is spent the client's later requests wait for the tracker's reset instead of
+being sent to collect a 429. It sits in the session's transport adapter (`pace`), so it covers
+every request of a session, the `jira` package's included.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import requests
 import structlog
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from .errors import RateLimited, Retryable, TrackerError, Unsure, error_for_status
 
@@ -132,8 +139,20 @@ class HttpMetrics:
 HTTP_METRICS = HttpMetrics()
 
 
+# Set by `RetryPolicy` on the thread that has just slept out a rate limit, read (and cleared) by that
+# thread's next pass through a `RateGate`: the gate's deadline from that very 429 is then already waited.
+_rate_limit_slept = threading.local()
+
+
 class RetryPolicy:
-    """Bounded retries: back-off with jitter for transient errors, the tracker's own wait for 429."""
+    """Bounded retries: back-off with jitter for transient errors, the tracker's own wait for 429.
+
+    A rate limit is waited out only when the wait fits in `max_rate_limit_wait`; a longer one (a
+    GitHub hourly budget spent, a whole minute's budget gone) goes up at once as `RateLimited`: the
+    engine records the item as retryable and a later pass takes it, while the client's `RateGate`
+    keeps every request from going out before the reset (sending early only earns another 429, and
+    GitHub bans clients that keep at it).
+    """
 
     def __init__(self, *, attempts: int = 8, base_delay: float = 0.5, max_delay: float = 30.0,
                  max_rate_limit_wait: float = 300.0, sleep: Callable[[float], None] = time.sleep,
@@ -154,6 +173,7 @@ class RetryPolicy:
             delay = min(error.retry_after, self.max_rate_limit_wait) + self._rng.uniform(0, 0.05)
             self.rate_limit_waits += 1
             HTTP_METRICS.waited(error.tracker)
+            _rate_limit_slept.waited = True
         else:
             delay = min(self.max_delay, self.base_delay * 2 ** (state.attempt_number - 1))
             delay = self._rng.uniform(delay / 2, delay)
@@ -163,15 +183,240 @@ class RetryPolicy:
                         attempt=state.attempt_number, wait=round(delay, 3), error=error.message)
         return delay
 
+    def retries(self, error: BaseException) -> bool:
+        """Worth another attempt: a transient error, or a rate limit whose wait we are willing to take."""
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            return error.retry_after <= self.max_rate_limit_wait
+        return isinstance(error, Retryable)
+
     def call(self, fn: Callable[[], T]) -> T:
+        _rate_limit_slept.waited = False  # a wait belongs to the call that took it
         retrying = Retrying(
-            retry=retry_if_exception_type(Retryable),
+            retry=retry_if_exception(self.retries),
             stop=stop_after_attempt(self.attempts),
             wait=self._wait,
             sleep=self.sleep,
             reraise=True,
         )
         return retrying(fn)
+
+
+# The remaining-budget headers of the trackers (lower-cased): Zendesk's account-wide `X-Rate-Limit-Remaining`
+# and, on list endpoints, `ratelimit-remaining`; Jira Cloud, GitHub and ClickUp `X-RateLimit-Remaining`.
+REMAINING_HEADERS = ("x-ratelimit-remaining", "x-rate-limit-remaining", "ratelimit-remaining")
+LIMIT_HEADERS = ("x-ratelimit-limit", "x-rate-limit", "ratelimit-limit")
+# When the budget comes back: `x-ratelimit-reset` (GitHub and ClickUp epoch seconds, Jira ISO-8601),
+# Zendesk's `ratelimit-reset` (seconds from now). Read by `parse_retry_after`.
+RESET_HEADERS = ("x-ratelimit-reset", "ratelimit-reset")
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """What one response says about the rate-limit budget."""
+
+    wait: float | None = None  # seconds until it comes back, when the response says
+    remaining: int | None = None
+    limit: int | None = None
+    limited: bool = False  # a rate-limit answer (429, GitHub's 403): the thread's RetryPolicy sleeps it out
+    status: int | None = None
+
+
+def _header_int(lowered: Mapping[str, str], names: tuple[str, ...]) -> int | None:
+    values = []
+    for name in names:
+        try:
+            values.append(int(float(lowered[name])))
+        except (KeyError, ValueError):
+            continue
+    return min(values) if values else None
+
+
+class RateGate:
+    """Client-side pacing from the tracker's own rate-limit headers, shared by every thread of a client.
+
+    After each response (`after_response`) the remaining budget is read. When it is spent, i.e. the
+    remaining count minus the requests of other threads still in flight (each will take a slot) is at
+    most `reserve`, the gate closes until the reset the tracker announced; a 429 (or GitHub's
+    rate-limit 403) closes it for the wait the tracker asked. Before each request (`before_send`) a
+    thread waits for the gate to open, so once the budget is gone no thread sends into a 429: the
+    tracker's reset paces them all. One lock guards one monotonic deadline (`not_before`); a later
+    deadline always wins, so a stale response (sent before the budget ran out) cannot reopen it.
+
+    `reserve` defaults to 0: the count of requests in flight already keeps a slot for each request
+    another thread has sent, which is what a fixed reserve would guess at; a larger one leaves room
+    for other clients on the same budget (Zendesk's is account-wide, ClickUp's per token) at the cost
+    of `reserve` requests per window on a fixed-window tracker (nothing on a sliding one: the gate
+    then opens as each old request leaves the window).
+
+    A tracker that announces its reset only with the 429 (Jira Cloud: `Retry-After` and
+    `X-RateLimit-Reset` come with the 429, successful responses carry only `X-RateLimit-Remaining`)
+    shows its window that way: the budget spent from the start of a spell (the first request after
+    the gate reopened at a reset, or the last one that found the budget whole) comes back at the
+    reset the 429 names, so
+    `window = reset - spell start` (never shorter than the real window: it errs on the side of
+    waiting). From then on a spent budget closes the gate at `spell start + window` without a 429;
+    each later 429 learns it again.
+
+    A wait longer than the policy's `max_rate_limit_wait` is not taken: the request fails at once
+    with `RateLimited`, without being sent (a pass should say "rate-limited until ..." rather than
+    hang for an hour on GitHub's primary limit); the engine retries the item on a later pass.
+    """
+
+    def __init__(self, tracker: str, policy: RetryPolicy, *, reserve: int = 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.tracker = tracker
+        self.policy = policy
+        self.reserve = reserve
+        self.clock = clock
+        self.not_before = 0.0  # clock() time before which no request goes out
+        self.reason = ""  # what closed the gate last, for the log
+        self.in_flight = 0
+        self.window: float | None = None  # learned from a 429 when the tracker sends no reset otherwise
+        self.waits: list[float] = []  # every wait taken here, for reports and tests
+        # The latest deadline somebody has slept out (the gate, or RetryPolicy for its own 429). Time is
+        # never earlier than that: with a real sleep it changes nothing, and with a test's instant sleep
+        # it keeps the gate's clock in step with the waits taken.
+        self._slept_to = 0.0
+        # When the budget being spent now was last whole, as far as we know: a response showed it
+        # (remaining + in flight = limit - 1), or the gate reopened at a reset. Unknown at first: a window
+        # is learned only from a spell whose start we saw.
+        self._spell_start: float | None = None
+        self._reopened = False  # the next request to pass starts a spell
+        self._left: int | None = None  # the budget left as the last response said, less what went out since
+        self._reset_at: float | None = None  # when that budget comes back, if known
+        self._lock = threading.Lock()
+        self._own = threading.local()  # the deadline set by this thread's own 429, which RetryPolicy sleeps
+
+    def before_send(self) -> None:
+        """Wait until the gate is open (or raise RateLimited when that is too far off), then count the
+        request as in flight. Every `before_send` that returns must be followed by `after_response`."""
+        slept = getattr(_rate_limit_slept, "waited", False)
+        own = getattr(self._own, "deadline", None)
+        _rate_limit_slept.waited = self._own.deadline = None
+        while True:
+            with self._lock:
+                if slept and own is not None and self.not_before <= own:
+                    # RetryPolicy has just slept out this thread's own 429: no second wait.
+                    self._slept_to = max(self._slept_to, own)
+                now = self._now()
+                if self.not_before <= now and self._budget_left(now):
+                    self._pass(now)
+                    return
+                deadline, reason = self.not_before, self.reason
+            delay = deadline - now
+            if delay > self.policy.max_rate_limit_wait:
+                raise RateLimited(self.tracker, f"rate-limit budget spent ({reason}): resets in {delay:.1f} s, "
+                                  f"more than max_rate_limit_wait {self.policy.max_rate_limit_wait:g} s; "
+                                  "not sent", retry_after=delay)
+            log.info("http.rate_limit_wait", tracker=self.tracker, wait=round(delay, 3), reason=reason)
+            HTTP_METRICS.waited(self.tracker)
+            self.waits.append(delay)
+            self.policy.sleep(delay)
+            with self._lock:
+                self._slept_to = max(self._slept_to, deadline)
+            slept = False  # and look again: a later 429 or spent budget may have pushed the deadline further
+
+    def _budget_left(self, now: float) -> bool:
+        """Whether the last known budget, less what went out since, has room (under the lock); closes
+        the gate when not. Threads may pass many times between two responses: this keeps them from
+        sending more than the last response said was left."""
+        if self._left is None or self._left > self.reserve or self._reset_at is None or self._reset_at <= now:
+            return True
+        self._close(self._reset_at, f"remaining {self._left} after the requests sent since")
+        return False
+
+    def _pass(self, now: float) -> None:
+        """Count one request out (under the lock); the first after a closure starts a spell."""
+        self.in_flight += 1
+        if self._left is not None:
+            self._left -= 1
+        if self._reopened:
+            self._spell_start, self._reopened = now, False
+
+    def after_response(self, status: int | None, headers: Mapping[str, str] | None = None) -> None:
+        """Read the budget off a response (status None: no response, only the in-flight count drops)."""
+        budget = self._read(status, headers or {})
+        with self._lock:
+            others = self.in_flight = max(self.in_flight - 1, 0)
+            now = self._now()
+            if budget.limited:
+                assert budget.wait is not None
+                if self._spell_start is not None:
+                    self.window = max(now + budget.wait - self._spell_start, budget.wait)
+                deadline = self._close(now + budget.wait, f"{budget.status} from the tracker")
+                self._own.deadline = deadline
+                self._left = self._reset_at = None  # what is left after the wait: the next response says
+                return
+            if budget.remaining is None:
+                return
+            if budget.limit is not None and budget.remaining + others >= budget.limit - 1:
+                self._spell_start = now  # the budget was whole: a spell starts here
+            reason = f"remaining {budget.remaining}"
+            if budget.wait is not None:
+                self._reset_at = now + budget.wait
+            elif self.window is not None and self._spell_start is not None:
+                self._reset_at = self._spell_start + self.window
+                reason += f", window {self.window:.1f} s learned from a 429"
+            else:
+                self._reset_at = None
+            # The requests still in flight will each take a slot of what this response says is left.
+            self._left = budget.remaining - others
+            if self._left <= self.reserve and self._reset_at is not None:
+                self._close(self._reset_at, reason)
+
+    def _close(self, deadline: float, reason: str) -> float:
+        """Keep requests back until `deadline` (under the lock); a later deadline already set wins."""
+        if deadline > self.not_before:
+            self.not_before, self.reason = deadline, reason
+            if deadline > self._now():
+                self._reopened = True
+        return deadline
+
+    def _now(self) -> float:
+        return max(self.clock(), self._slept_to)
+
+    @staticmethod
+    def _read(status: int | None, headers: Mapping[str, str]) -> _Budget:
+        if status is None:
+            return _Budget()
+        if status in (403, 429):
+            wait = wait_for(status, headers)
+            if wait is not None:
+                return _Budget(wait=wait, limited=True, status=status)
+            if status == 429:  # no wait given: the policy's back-off handles it
+                return _Budget()
+        lowered = {k.lower(): v for k, v in headers.items()}
+        remaining = _header_int(lowered, REMAINING_HEADERS)
+        if remaining is None:
+            return _Budget()
+        reset = parse_retry_after({name: lowered[name] for name in RESET_HEADERS if name in lowered})
+        return _Budget(wait=reset, remaining=remaining, limit=_header_int(lowered, LIMIT_HEADERS), status=status)
+
+
+class PacedAdapter(HTTPAdapter):
+    """The transport adapter that puts every request of a session through a `RateGate`."""
+
+    def __init__(self, gate: RateGate) -> None:
+        super().__init__()
+        self.gate = gate
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        self.gate.before_send()
+        try:
+            response = super().send(request, *args, **kwargs)
+        except BaseException:
+            self.gate.after_response(None)
+            raise
+        self.gate.after_response(response.status_code, response.headers)
+        return response
+
+
+def pace(session: requests.Session, gate: RateGate) -> RateGate:
+    """Route every http(s) request of `session` through `gate` (also a session a library built)."""
+    adapter = PacedAdapter(gate)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return gate
 
 
 def default_error_message(response: requests.Response) -> str:
@@ -183,7 +428,7 @@ def default_error_message(response: requests.Response) -> str:
 
 
 class HttpClient:
-    """A `requests` session bound to one tracker: base URL, auth, timeouts, errors, retries."""
+    """A `requests` session bound to one tracker: base URL, auth, timeouts, errors, retries, pacing."""
 
     def __init__(self, tracker: str, base_url: str, *, auth: Any = None,
                  headers: Mapping[str, str] | None = None,
@@ -202,6 +447,7 @@ class HttpClient:
         self.timeout = timeout
         self.stats: Counter[int] = Counter()  # responses by status code
         self.rate_limit: dict[str, str] = {}  # the latest rate-limit headers seen
+        self.gate = pace(self.session, RateGate(tracker, self.retry))  # shared by the threads using this client
 
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"

@@ -130,6 +130,9 @@ class StatusConfig:
 
 
 DEFAULT_STATUS_LISTEN = "127.0.0.1:8950"
+# Items synced side by side: each waits on several round trips, so a few threads keep the link
+# busy; more only queue behind the trackers' rate limits.
+DEFAULT_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ class Config:
     lookback_seconds: float
     batch_size: int
     log_format: str
+    concurrency: int = DEFAULT_CONCURRENCY
     policy: Policy | None = None
     paging: PagingConfig | None = None
     webhooks: WebhooksConfig | None = None
@@ -296,6 +300,7 @@ def _check_config(path: Path, env: Mapping[str, str]) -> tuple[Config | None, li
         path=path, store_url=store_url, trackers=trackers, flows=tuple(flows),
         lookback_seconds=parse_duration(sync.get("lookback", 120)),
         batch_size=sync.get("batch_size", 100),
+        concurrency=sync.get("concurrency", DEFAULT_CONCURRENCY),
         log_format=data.get("log", {}).get("format", "auto"),
         policy=policy,
         paging=_paging(data.get("paging")),

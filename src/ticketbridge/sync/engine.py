@@ -20,22 +20,36 @@ what a worker claimed (see workqueue.py and workers.py).
 
 from __future__ import annotations
 
+import contextvars
+import copy
 import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
 from ..connectors.base import Connector
 from ..connectors.errors import AuthError, NotFound, Retryable, TrackerError
 from ..connectors.http import DEFAULT_TIMEOUT
-from .decide import SIDES, TRACKER_TITLES, Scrub, decide_create, decide_follower, decide_pair, field_names
+from .decide import (
+    SIDES,
+    TRACKER_TITLES,
+    Scrub,
+    canon,
+    comment_ops,
+    decide_create,
+    decide_follower,
+    decide_pair,
+    field_names,
+)
 from .mapping import FlowMapping
 from .model import (
     AddComment,
@@ -56,6 +70,7 @@ from .store import FOLLOWER, Failure, ItemCommit, Link, Store
 from .workqueue import WorkItem, WorkQueue, item_lock
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -181,10 +196,16 @@ def _direction(target_side: Side) -> str:
 class Engine:
     def __init__(self, store: Store, flows: Iterable[Flow], *, dry_run: bool = False,
                  sla: SlaService | None = None, escalation: EscalationRunner | None = None,
-                 lock_wait: float = 30.0, unsure_grace: float = UNSURE_GRACE) -> None:
+                 lock_wait: float = 30.0, unsure_grace: float = UNSURE_GRACE, concurrency: int = 1) -> None:
         self.store = store
         self.flows = list(flows)
         self.dry_run = dry_run
+        # Items synced side by side (`sync.concurrency`). Each costs several round trips to the
+        # trackers, so one at a time leaves the bridge waiting on the network; a dry run stays
+        # sequential, its plan in poll order.
+        self.concurrency = 1 if dry_run else max(1, concurrency)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self.unsure_grace = unsure_grace
         # How long an item another process is syncing is waited for, before it is recorded as a
         # retryable failure (and so retried by the next pass).
@@ -208,7 +229,26 @@ class Engine:
 
     def _pass(self, flow: Flow, lock_wait: float | None = None) -> _FlowPass:
         return _FlowPass(self.store, flow, self.dry_run, self.sla,
-                         self.lock_wait if lock_wait is None else lock_wait, self.unsure_grace)
+                         self.lock_wait if lock_wait is None else lock_wait, self.unsure_grace, self.pool)
+
+    @property
+    def pool(self) -> ThreadPoolExecutor | None:
+        """The threads that sync items side by side; None when `concurrency` is 1. Two items are
+        independent unless they are linked: each is synced under its lock and its counterparts'
+        (`_FlowPass._locked`), so a pair reached from both sides at once is synced in turn."""
+        if self.concurrency <= 1:
+            return None
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="ticketbridge-sync")
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the item threads (after the items they are syncing)."""
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def settle_sla(self, stats: PassStats) -> None:
         """Recompute the clocks of tickets seen in this pass and of tickets whose timer is due."""
@@ -287,6 +327,7 @@ class Engine:
             for flow in self.flows:
                 if now < due[flow.name]:
                     continue
+                started = time.monotonic()
                 try:
                     stats = self.sync_flow(flow)
                     if on_pass:
@@ -296,7 +337,9 @@ class Engine:
                 except TrackerError as error:  # tracker down: say so, keep going, try next interval
                     log.error("engine.pass_failed", flow=flow.name, error=str(error))
                 interval = min(intervals.get(flow.left.name, 60.0), intervals.get(flow.right.name, 60.0))
-                due[flow.name] = time.monotonic() + interval
+                # From the pass's start: a change waits at most one interval for its poll, however
+                # long the passes take (a pass longer than the interval is followed at once).
+                due[flow.name] = started + interval
             timers = PassStats()
             self.settle_sla(timers)  # warnings and breaches fall due between polls too
             self.run_escalations(timers)  # and escalation steps (delays, SLA-triggered rules)
@@ -327,20 +370,57 @@ class Engine:
     def _serve_nudges(self, stop: threading.Event, nudges: queue.Queue[tuple[str, str]], timeout: float,
                       on_pass: Callable[[PassStats], None] | None) -> None:
         """Wait up to `timeout` (until the next poll), serving nudges as they come; a burst naming
-        one item several times fetches it once."""
-        for batch in nudge_batches(stop, nudges, timeout):
-            stats = PassStats()
-            for tracker, item_id in batch:
-                try:
-                    stats.merge(self.nudge(tracker, item_id))
-                except AuthError:
-                    raise
-                except TrackerError as error:
-                    log.error("engine.nudge_failed", tracker=tracker, item=item_id, error=str(error))
+        one item several times fetches it once. With the engine's threads each nudge starts as soon
+        as it arrives (not after the batch before it: a webhook waits for no other item); one that
+        names an item being synced runs again after it, as the item may have changed since its fetch."""
+
+        def nudge(hint: tuple[str, str]) -> PassStats:
+            try:
+                return self.nudge(*hint)
+            except AuthError:
+                raise
+            except TrackerError as error:
+                log.error("engine.nudge_failed", tracker=hint[0], item=hint[1], error=str(error))
+                return PassStats()
+
+        def settle(stats: PassStats) -> None:
             self.settle_sla(stats)
             self.run_escalations(stats)
             if on_pass:
                 on_pass(stats)
+
+        pool = self.pool
+        if pool is None:
+            for batch in nudge_batches(stop, nudges, timeout):
+                stats = PassStats()
+                for hint in batch:
+                    stats.merge(nudge(hint))
+                settle(stats)
+            return
+        running: dict[tuple[str, str], Future[PassStats]] = {}
+        again: set[tuple[str, str]] = set()
+        deadline = time.monotonic() + timeout
+        while True:
+            finished = [hint for hint, future in running.items() if future.done()]
+            if finished:
+                stats = PassStats()
+                for hint in finished:
+                    stats.merge(running.pop(hint).result())
+                    if hint in again:
+                        again.discard(hint)
+                        running[hint] = pool.submit(contextvars.copy_context().run, nudge, hint)
+                settle(stats)
+            left = deadline - time.monotonic()
+            if stop.is_set() or left <= 0:
+                if not running:
+                    return
+                wait_all(list(running.values()), return_when=FIRST_COMPLETED)
+                continue
+            for hint in next(iter(nudge_batches(stop, nudges, min(left, 0.02 if running else 0.2))), []):
+                if hint in running:
+                    again.add(hint)
+                else:
+                    running[hint] = pool.submit(contextvars.copy_context().run, nudge, hint)
 
     # -- several workers (workers.py) -------------------------------------------------------
     def poll_into(self, flow: Flow, work: WorkQueue) -> int:
@@ -371,10 +451,11 @@ class Engine:
                     work.finish(one)
                 continue
             flow_pass = self._pass(flow, lock_wait=0)
-            for one in items:
+
+            def work_on(part: _FlowPass, one: WorkItem, name: str = name) -> None:
                 side: Side = "left" if one.side == "left" else "right"
                 try:
-                    synced = flow_pass.work_on(side, one.item_id)
+                    synced = part.work_on(side, one.item_id)
                 except AuthError:
                     work.hand_back(one)
                     raise
@@ -382,13 +463,27 @@ class Engine:
                     log.warning("engine.work_fetch_failed", flow=name, item=one.item_id, error=str(error),
                                 attempts=one.attempts)
                     work.hand_back(one, delay=min(2.0 ** one.attempts, 60.0))
-                    continue
+                    return
                 if synced:
                     work.finish(one)
                 else:
                     work.hand_back(one)
+
+            flow_pass.each(work_on, items)
             stats.merge(flow_pass.stats)
         return stats
+
+
+def side_by_side(pool: ThreadPoolExecutor | None, fn: Callable[[T], Any], items: Sequence[T]) -> list[Any]:
+    """`fn` of every item, on `pool` when there is one, in order. Every call finishes before the
+    first error (if any) is raised, so nothing is left running behind the caller's back."""
+    if pool is None or len(items) < 2:
+        return [fn(item) for item in items]
+    # Each call runs in a copy of the caller's context, so its log lines keep the caller's bound
+    # fields (a worker's name).
+    futures: list[Future[Any]] = [pool.submit(contextvars.copy_context().run, fn, item) for item in items]
+    wait_all(futures)
+    return [future.result() for future in futures]
 
 
 def nudge_batches(stop: threading.Event, nudges: queue.Queue[tuple[str, str]],
@@ -413,13 +508,16 @@ class _FlowPass:
     """One pass over one flow. Holds the per-pass caches; the store holds all durable state."""
 
     def __init__(self, store: Store, flow: Flow, dry_run: bool, sla: SlaService | None = None,
-                 lock_wait: float = 30.0, unsure_grace: float = UNSURE_GRACE) -> None:
+                 lock_wait: float = 30.0, unsure_grace: float = UNSURE_GRACE,
+                 pool: ThreadPoolExecutor | None = None) -> None:
         self.store = store
         self.flow = flow
         self.dry_run = dry_run
         self.sla = sla
         self.lock_wait = lock_wait
         self.unsure_grace = unsure_grace
+        self.pool = pool
+        self._stats_lock = threading.Lock()
         self.busy: set[tuple[Side, str]] = set()  # items another process holds (lock_wait 0 only)
         self.stats = PassStats()
         self.polled: dict[Side, dict[str, Item]] = {"left": {}, "right": {}}
@@ -450,18 +548,38 @@ class _FlowPass:
             for item in page.items:
                 self.polled["left"][item.id] = item
                 self.matched["left"].add(item.id)
-                self._process("left", item)
+            self.each(lambda part, item: part._process("left", item), page.items)
             if page.cursor is not None and not self.dry_run:
                 self.store.set_cursor(flow.left.name, left_scope, page.cursor)
         # Every changed engineering item, also those already synced with one ticket above: it
         # may be linked from other tickets too (duplicates reported by several customers).
-        for item in list(self.polled["right"].values()):
-            self._process("right", item)
+        self.each(lambda part, item: part._process("right", item), list(self.polled["right"].values()))
         if right_cursor is not None and not self.dry_run:
             self.store.set_cursor(flow.right.name, flow.name, right_cursor)
         log.info("engine.pass_done", flow=flow.name, items=self.stats.items_seen, writes=self.stats.writes,
                  failures=len(self.stats.failures))
         return self.stats
+
+    def each(self, fn: Callable[[_FlowPass, T], None], items: Sequence[T]) -> None:
+        """`fn(part, item)` for every item, side by side on the engine's threads (in order without
+        them). Each call gets its own part: a shallow copy of this pass sharing its caches (dicts
+        and sets: one operation on them is atomic, and an item's entries are touched only under
+        its lock) with stats of its own, merged afterwards so no count is lost."""
+        if self.pool is None or len(items) < 2:
+            for item in items:
+                fn(self, item)
+            return
+
+        def one(item: T) -> None:
+            part = copy.copy(self)
+            part.stats = PassStats()
+            try:
+                fn(part, item)
+            finally:
+                with self._stats_lock:
+                    self.stats.merge(part.stats)
+
+        side_by_side(self.pool, one, items)
 
     def _read_all(self, side: Side) -> str | None:
         connector = self.flow.connector(side)
@@ -557,15 +675,33 @@ class _FlowPass:
             return
         links = self.store.links_for(self.flow.name, side, item.id)
         try:
-            with self._locked(side, item.id, links):
-                self.done[side].add(item.id)
-                self._process_held(side, item, links)
+            while True:
+                with self._locked(side, item.id, links):
+                    if item.id in self.done[side]:  # another thread got here first
+                        return
+                    fresh = self.store.links_for(self.flow.name, side, item.id)
+                    if fresh == links:
+                        self.done[side].add(item.id)
+                        self._process_held(side, item, links)
+                        return
+                # Another thread or process synced the item while we waited for its locks: what we
+                # read of it may predate that sync's writes (decided against the newer snapshot, it
+                # would undo them), and a link made meanwhile has a counterpart to lock too.
+                links = fresh
+                self._forget(side, item.id)
+                item = self.flow.connector(side).fetch(item.id)
         except ItemBusy as error:
             if self.lock_wait <= 0:
                 self.busy.add((side, item.id))
                 log.info("engine.item_busy", flow=self.flow.name, item=item.key)
             else:
                 self._fail(side, item, error)
+        except NotFound:
+            return  # deleted meanwhile: nothing left to sync
+        except AuthError:
+            raise
+        except TrackerError as error:  # the read again failed: the item waits in failures
+            self._fail(side, item, error)
 
     @contextmanager
     def _locked(self, side: Side, item_id: str, links: Iterable[Link], also: Iterable[str] = ()) -> Iterator[None]:
@@ -593,11 +729,24 @@ class _FlowPass:
         pending = [link for link in links if link.id not in self.done_links]
         if links and not pending:
             return  # every pair of this item was synced from its other side in this pass
+        retried = (side, item.id) in self.retrying
         held = self._behind_failures(side, item, links, pending)
         if held is None:
             return
-        pending = held
         self.stats.items_seen += 1
+        before = (len(self.stats.failures), len(self.stats.halts))
+        self._sync_item(side, item, links, held)
+        if retried and not self.dry_run and (len(self.stats.failures), len(self.stats.halts)) == before:
+            # The retry went through without committing anything (the item left its selection,
+            # there is nothing to create): its failure is over all the same. Left open, it would be
+            # retried on every pass, and hold the item's later changes back, for ever.
+            failure = self.store.open_failure(self.flow.name, self.flow.connector(side).name, item.id)
+            if failure is not None:
+                self.store.resolve_failure(failure.id)
+                log.info("engine.failure_settled", flow=self.flow.name, item=item.key, failure=failure.id)
+
+    def _sync_item(self, side: Side, item: Item, links: list[Link], pending: list[Link]) -> None:
+        """Part of `_process_held`: create the item's counterpart, or sync its pending pairs."""
         if not links:
             try:
                 # creates_from first: it costs nothing, while a JQL select may cost a search.
@@ -670,12 +819,47 @@ class _FlowPass:
             self._pause(side, item, link.key_on(other(side)), [(side, item)])
             return
         item = self._load(side, item)
+        if self._echo(side, item, link):
+            return
         counterpart = self._counterpart(other(side), link.id_on(other(side)))
         if not self._in_selection(other(side), counterpart):
             self._pause(other(side), counterpart, item.key, [(side, item), (other(side), counterpart)])
             return
         items = {side: item, other(side): counterpart}
         self._apply_pair(items["left"], items["right"], link)
+
+    def _echo(self, side: Side, item: Item, link: Link) -> bool:
+        """Part of `_sync_linked`: whether `item` is our last write to it coming back (the pair's
+        commit left this side's version unknown because we wrote to it, e.g. an issue we just
+        created, read back by the next poll) and only echoes that sync: every mapped field equals
+        its side of the snapshot and no comment of it is left to mirror. Then nothing can travel
+        from it, and whatever changed on the other side since that sync reaches the pair through
+        the other side's own poll (the source of truth), which reads this item afresh. So the
+        counterpart is not read (a ticket and its comments, or an issue: one or two requests per
+        pair); only this side's version is recorded, so a look-back re-delivery of it is skipped.
+        An item whose version the link knows is never taken for an echo: it may come back from a
+        pause (out of the selection) during which the other side changed, unseen since.
+        The link is not marked done: the other side may still come in this pass (workers process
+        the two sides in any order)."""
+        if self.dry_run or not link.primary or link.version_on(side) is not None \
+                or item.key != link.key_on(side) or item.id in self.failed_ids:
+            return False
+        index = 0 if side == "left" else 1
+        snapshot = link.snapshot or {}
+        for pair in self.flow.mapping.fields:
+            name = pair.left if side == "left" else pair.right
+            if pair.name not in snapshot or canon(item.fields.get(name)) != canon(snapshot[pair.name][index]):
+                return False
+        comments, adopted = comment_ops(self.flow.mapping, item, side, None,
+                                        self.store.mirrored_refs(self.flow.name, link.id))
+        if comments or adopted:
+            return False
+        self.store.record_versions(link.id, item.version if side == "left" else None,
+                                   item.version if side == "right" else None)
+        if self.sla is not None:
+            self.sla.observe(item)
+        log.debug("engine.echo_skipped", flow=self.flow.name, item=item.key, counterpart=link.key_on(other(side)))
+        return True
 
     def _in_selection(self, side: Side, item: Item) -> bool:
         """Whether a linked item still matches its side's select. The mapping promises that an item

@@ -112,8 +112,8 @@ class SlaService:
         is due. Of several workers, each settles what it observed; one (the timers lease) the timers."""
         stats = SlaStats()
         now = self.now()
-        todo = dict(self._dirty)
-        self._dirty.clear()
+        # Swapped, not copied and cleared: the engine's threads may observe meanwhile.
+        todo, self._dirty = self._dirty, {}
         if timers and not self._checked_versions:
             # Clocks computed under another policy or calendar version (an admin edited the file,
             # a holiday year rolled in) are recomputed from their history once, at start.

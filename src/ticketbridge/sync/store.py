@@ -16,6 +16,7 @@ strings by the caller. Anything JSON cannot represent raises TypeError before to
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,8 +40,10 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SIDES = ("left", "right")
-# How long a SQLite writer waits for another process's write lock before failing.
-SQLITE_BUSY_TIMEOUT_MS = 5000
+# How long a SQLite writer waits for the write lock (another process's, or another engine
+# thread's: every transaction takes it) before failing. Long, as waiting costs less than a
+# failure to retry; each holder keeps it for one item's commit.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Rows fetched per query when iterating links, so a large store is never loaded at once.
 _LINK_PAGE = 500
 
@@ -367,6 +370,13 @@ def _create_engine(url: str) -> Engine:
         cur = dbapi_conn.cursor()
         if not in_memory:
             cur.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+            # In WAL mode, NORMAL syncs the log at checkpoints instead of on every commit (FULL):
+            # a committed transaction survives a crash of the process (the WAL file is written
+            # before COMMIT returns) and the database is never corrupted; only a power loss or OS
+            # crash may roll back the last commits, which the engine replays (cursors advance only
+            # after their items are committed). SQLite's documented safe setting for WAL, and it
+            # removes one fsync per item (bench/core.py: the commit was most of an item's time).
+            cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
@@ -375,8 +385,14 @@ def _create_engine(url: str) -> Engine:
     def _on_begin(conn: Connection) -> None:
         # IMMEDIATE takes the write lock up front, waiting up to busy_timeout. A deferred
         # transaction that reads and then writes can instead fail at once with SQLITE_BUSY when
-        # another process committed in between, which busy_timeout does not cover.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # another process committed in between, which busy_timeout does not cover. Sent on the
+        # driver's connection: through exec_driver_sql it cost a third of an empty transaction.
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:  # as SQLAlchemy would raise it (a timeout: OperationalError)
+            raise sa.exc.DBAPIError.instance("BEGIN IMMEDIATE", None, error, sqlite3.Error) from error
 
     return engine
 
@@ -417,18 +433,30 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _json_value(value: Any, what: str) -> Any:
-    """Refuse what JSON cannot hold now, rather than fail (or silently change) inside a transaction."""
+def _json_text(value: Any, what: str) -> str:
+    """`value` as JSON text; refuses what JSON cannot hold now, rather than fail (or silently
+    change) inside a transaction."""
 
     def refuse(obj: Any) -> Any:
         hint = " (store datetimes as ISO strings)" if isinstance(obj, datetime) else ""
         raise TypeError(f"{what} must be JSON-serializable; got {type(obj).__name__}: {obj!r}{hint}")
 
     try:
-        json.dumps(value, default=refuse, allow_nan=False)
+        return json.dumps(value, default=refuse, allow_nan=False)
     except ValueError as exc:  # NaN / Infinity: PostgreSQL rejects them, SQLite would keep them
         raise TypeError(f"{what} must be JSON-serializable: {exc}") from exc
+
+
+def _json_value(value: Any, what: str) -> Any:
+    """`value`, once checked to be JSON-serializable (see `_json_text`)."""
+    _json_text(value, what)
     return value
+
+
+def _json_roundtrip(value: Any, what: str) -> Any:
+    """`value` as the store gives it back (checked as `_json_value` does): JSON turns tuples into
+    lists and keys into strings."""
+    return json.loads(_json_text(value, what))
 
 
 def _insert(conn: Connection, table: sa.Table) -> Any:
@@ -514,6 +542,94 @@ def _sla_ticket(row: sa.Row[Any]) -> SlaTicket:
                      summary=row.summary, written=row.written or {}, next_fire_at=row.next_fire_at)
 
 
+# -- prepared statements ----------------------------------------------------------------------
+# The statements the engine runs for every item, built once with bind parameters. SQLAlchemy
+# memoizes a statement object's cache key, so executing one of these skips building the
+# expression and its cache key on every call (bench/core.py: that was most of the store's CPU
+# time per item, more than SQLite itself).
+
+
+def _param(name: str, column: sa.Column[Any]) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, type_=column.type)
+
+
+def _links_for_query(side: str) -> sa.Select[Any]:
+    col = links_t.c.left_id if side == "left" else links_t.c.right_id
+    return (sa.select(links_t).where(links_t.c.flow == sa.bindparam("flow"), col == sa.bindparam("item_id"))
+            .order_by(sa.case((links_t.c.role == PRIMARY, 0), else_=1), links_t.c.id))
+
+
+def _clash_query(side: str) -> sa.Select[Any]:
+    """The item on the other side that `side`'s item already has a primary link to, if another."""
+    other_side = "right" if side == "left" else "left"
+    mine, theirs = links_t.c[f"{side}_id"], links_t.c[f"{other_side}_id"]
+    return sa.select(theirs).where(links_t.c.flow == sa.bindparam("flow"), mine == sa.bindparam("mine"),
+                                   links_t.c.role == PRIMARY, theirs != sa.bindparam("theirs"))
+
+
+_LINKS_FOR = {side: _links_for_query(side) for side in SIDES}
+_LINK_BY_PAIR = sa.select(links_t.c.id, links_t.c.role).where(
+    links_t.c.flow == sa.bindparam("flow"), links_t.c.left_id == sa.bindparam("left_id"),
+    links_t.c.right_id == sa.bindparam("right_id"))
+_PRIMARY_CLASH = {side: _clash_query(side) for side in SIDES}
+# Bind names differ from column names: SQLAlchemy reserves those for the SET clause.
+_UPDATE_LINK = sa.update(links_t).where(links_t.c.id == sa.bindparam("b_link_id")).values(
+    left_key=sa.bindparam("b_left_key"), right_key=sa.bindparam("b_right_key"),
+    snapshot=_param("b_snapshot", links_t.c.snapshot), left_version=sa.bindparam("b_left_version"),
+    right_version=sa.bindparam("b_right_version"), role=sa.bindparam("b_role"),
+    updated_at=_param("b_now", links_t.c.updated_at))
+
+
+def _update_pair(only_primary: bool) -> Any:
+    """Write the pair's existing link in one statement, returning (id, role); no row when there is
+    none to write that way (see `_upsert_link`). A None role keeps the link's own."""
+    t = links_t
+    where = [t.c.flow == sa.bindparam("b_flow"), t.c.left_id == sa.bindparam("b_left_id"),
+             t.c.right_id == sa.bindparam("b_right_id")]
+    if only_primary:
+        where.append(t.c.role == PRIMARY)
+    return sa.update(t).where(*where).values(
+        left_key=sa.bindparam("b_left_key"), right_key=sa.bindparam("b_right_key"),
+        snapshot=_param("b_snapshot", t.c.snapshot), left_version=sa.bindparam("b_left_version"),
+        right_version=sa.bindparam("b_right_version"),
+        role=sa.func.coalesce(_param("b_role", t.c.role), t.c.role),
+        updated_at=_param("b_now", t.c.updated_at)).returning(t.c.id, t.c.role)
+
+
+_UPDATE_PAIR = {False: _update_pair(False), True: _update_pair(True)}
+# None leaves a side's version as it is (see record_versions).
+_RECORD_VERSIONS = sa.update(links_t).where(links_t.c.id == sa.bindparam("b_link_id")).values(
+    left_version=sa.func.coalesce(_param("b_left_version", links_t.c.left_version), links_t.c.left_version),
+    right_version=sa.func.coalesce(_param("b_right_version", links_t.c.right_version), links_t.c.right_version),
+    updated_at=_param("b_now", links_t.c.updated_at))
+_MIRRORED_REFS = sa.select(comment_links_t.c.source_ref, comment_links_t.c.target_ref).where(
+    comment_links_t.c.flow == sa.bindparam("flow"), comment_links_t.c.link_id == sa.bindparam("link_id"))
+_HAS_INTENT = sa.select(intents_t.c.id).where(
+    intents_t.c.flow == sa.bindparam("flow"), intents_t.c.source_side == sa.bindparam("source_side"),
+    intents_t.c.source_id == sa.bindparam("source_id"))
+_DELETE_INTENT = sa.delete(intents_t).where(
+    intents_t.c.flow == sa.bindparam("flow"), intents_t.c.source_side == sa.bindparam("source_side"),
+    intents_t.c.source_id == sa.bindparam("source_id"))
+_RESOLVE_FAILURE = sa.update(failures_t).where(
+    failures_t.c.flow == sa.bindparam("b_flow"), failures_t.c.tracker == sa.bindparam("b_tracker"),
+    failures_t.c.item_id == sa.bindparam("b_item_id"), failures_t.c.state == "open",
+).values(state="resolved", updated_at=_param("b_now", failures_t.c.updated_at))
+_INSERT_AUDIT = sa.insert(audit_t)
+_CURSOR = sa.select(cursors_t.c.value).where(cursors_t.c.tracker == sa.bindparam("tracker"),
+                                             cursors_t.c.scope == sa.bindparam("scope"))
+
+
+def _dialect_statements(dialect: str) -> dict[str, Any]:
+    """The prepared statements whose ON CONFLICT clause is the dialect's own."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    comment_links = insert(comment_links_t).on_conflict_do_nothing(index_elements=["link_id", "source_ref"])
+    cursor = insert(cursors_t)
+    cursor = cursor.on_conflict_do_update(index_elements=["tracker", "scope"],
+                                          set_={"value": cursor.excluded.value,
+                                                "updated_at": cursor.excluded.updated_at})
+    return {"comment_links": comment_links, "set_cursor": cursor}
+
+
 # -- the store --------------------------------------------------------------------------------
 
 
@@ -522,6 +638,12 @@ class Store:
         self._url = url
         self._engine = engine
         self._locks: Locks | None = None
+        self._prepared = _dialect_statements(engine.dialect.name)
+        # For the one-statement reads of every item: a statement sees one consistent state by
+        # itself, so it needs no transaction around it. On PostgreSQL autocommit saves the BEGIN
+        # and COMMIT round trips of each; SQLite keeps its transactions (see _create_engine).
+        self._reader = (engine.execution_options(isolation_level="AUTOCOMMIT")
+                        if engine.dialect.name == "postgresql" else engine)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -589,11 +711,9 @@ class Store:
 
     def links_for(self, flow: str, side: str, item_id: str) -> list[Link]:
         """Every link of the item in the flow: the primary first, then followers oldest first."""
-        col = links_t.c.left_id if _check_side(side) == "left" else links_t.c.right_id
-        query = (sa.select(links_t).where(links_t.c.flow == flow, col == item_id)
-                 .order_by(sa.case((links_t.c.role == PRIMARY, 0), else_=1), links_t.c.id))
-        with self._engine.begin() as conn:
-            return [_link(row) for row in conn.execute(query)]
+        query = _LINKS_FOR[_check_side(side)]
+        with self._reader.connect() as conn:
+            return [_link(row) for row in conn.execute(query, {"flow": flow, "item_id": item_id})]
 
     def link_between(self, flow: str, left_id: str, right_id: str) -> Link | None:
         t = links_t
@@ -651,13 +771,9 @@ class Store:
         return inserted is None
 
     def has_intent(self, flow: str, source_side: str, source_id: str) -> bool:
-        query = sa.select(intents_t.c.id).where(
-            intents_t.c.flow == flow,
-            intents_t.c.source_side == source_side,
-            intents_t.c.source_id == source_id,
-        )
-        with self._engine.begin() as conn:
-            return conn.execute(query).first() is not None
+        params = {"flow": flow, "source_side": source_side, "source_id": source_id}
+        with self._reader.connect() as conn:
+            return conn.execute(_HAS_INTENT, params).first() is not None
 
     def pending_intents(self, flow: str | None = None) -> list[tuple[str, str, str, str]]:
         """(flow, source_side, source_id, source_key) of creations not yet committed, oldest first."""
@@ -681,12 +797,11 @@ class Store:
 
     def mirrored_refs(self, flow: str, link_id: int) -> set[str]:
         """Every source_ref and target_ref of the link: originals and mirrors are both done."""
-        t = comment_links_t
-        query = sa.select(t.c.source_ref, t.c.target_ref).where(t.c.flow == flow, t.c.link_id == link_id)
         refs: set[str] = set()
-        with self._engine.begin() as conn:
-            for row in conn.execute(query):
-                refs.update((row.source_ref, row.target_ref))
+        with self._reader.connect() as conn:
+            for source_ref, target_ref in conn.execute(_MIRRORED_REFS, {"flow": flow, "link_id": link_id}):
+                refs.add(source_ref)
+                refs.add(target_ref)
         return refs
 
     # -- the one per-item transaction ---------------------------------------------------------
@@ -700,7 +815,9 @@ class Store:
         for an item that already has a primary link to a different item raises LinkConflict and
         nothing is written.
         """
-        _json_value(c.snapshot, "snapshot")
+        # The snapshot as the row will hold it (and as a read gives it back: JSON turns tuples into
+        # lists), checked before anything is written; the returned Link carries it.
+        snapshot = _json_roundtrip(c.snapshot, "snapshot")
         for _kind, side, detail in c.audit:
             if side is not None:
                 _check_side(side)
@@ -712,21 +829,21 @@ class Store:
 
         try:
             with self._engine.begin() as conn:
-                return self._apply_commit(conn, c)
+                return self._apply_commit(conn, c, snapshot)
         except IntegrityError:
             # Another process inserted the same link between our lookup and our insert (the
             # unique constraint made one of us fail). Everything was rolled back; apply again,
             # which now finds that row and updates it. A second failure is a real error.
             with self._engine.begin() as conn:
-                return self._apply_commit(conn, c)
+                return self._apply_commit(conn, c, snapshot)
 
-    def _apply_commit(self, conn: Connection, c: ItemCommit) -> Link:
+    def _apply_commit(self, conn: Connection, c: ItemCommit, snapshot: dict[str, Any]) -> Link:
         now = _now()
-        link_id = self._upsert_link(conn, c, now)
+        link_id, role = self._upsert_link(conn, c, now)
         self._insert_comment_links(conn, c.flow, link_id, c.comment_links, now)
         if c.audit:
             conn.execute(
-                sa.insert(audit_t),
+                _INSERT_AUDIT,
                 [
                     {"ts": now, "flow": c.flow, "link_id": link_id, "kind": k, "side": s, "detail": d}
                     for k, s, d in c.audit
@@ -734,65 +851,55 @@ class Store:
             )
         if c.resolve_intent is not None:
             source_side, source_id = c.resolve_intent
-            conn.execute(
-                sa.delete(intents_t).where(
-                    intents_t.c.flow == c.flow,
-                    intents_t.c.source_side == source_side,
-                    intents_t.c.source_id == source_id,
-                )
-            )
-        for tracker, item_id in c.clear_failures:
-            conn.execute(
-                sa.update(failures_t)
-                .where(
-                    failures_t.c.flow == c.flow,
-                    failures_t.c.tracker == tracker,
-                    failures_t.c.item_id == item_id,
-                    failures_t.c.state == "open",
-                )
-                .values(state="resolved", updated_at=now)
-            )
-        row = conn.execute(sa.select(links_t).where(links_t.c.id == link_id)).one()
-        return _link(row)
+            conn.execute(_DELETE_INTENT, {"flow": c.flow, "source_side": source_side, "source_id": source_id})
+        if c.clear_failures:
+            conn.execute(_RESOLVE_FAILURE, [{"b_flow": c.flow, "b_tracker": tracker, "b_item_id": item_id, "b_now": now}
+                                            for tracker, item_id in c.clear_failures])
+        # The row as just written (no read back: the values are all here).
+        return Link(id=link_id, flow=c.flow, left_id=c.left_id, left_key=c.left_key, right_id=c.right_id,
+                    right_key=c.right_key, snapshot=snapshot, left_version=c.left_version,
+                    right_version=c.right_version, role=role)
 
-    def _upsert_link(self, conn: Connection, c: ItemCommit, now: datetime) -> int:
+    def _upsert_link(self, conn: Connection, c: ItemCommit, now: datetime) -> tuple[int, str]:
+        """(link id, role) of the link written."""
         t = links_t
-        existing = conn.execute(
-            sa.select(t.c.id, t.c.role).where(t.c.flow == c.flow, t.c.left_id == c.left_id,
-                                              t.c.right_id == c.right_id)
-        ).first()
+        # The common case first, in one statement: the pair's link exists and nothing about it
+        # can clash (it stays what it is, or it is primary already: the partial unique indexes
+        # guarantee no other primary of either item). A follower becoming primary, or a new
+        # link, takes the checks below.
+        written = conn.execute(_UPDATE_PAIR[c.role == PRIMARY], {
+            "b_flow": c.flow, "b_left_id": c.left_id, "b_right_id": c.right_id,
+            "b_left_key": c.left_key,  # keys change (a Jira issue moved project); ids do not
+            "b_right_key": c.right_key, "b_snapshot": c.snapshot, "b_left_version": c.left_version,
+            "b_right_version": c.right_version, "b_role": c.role, "b_now": now}).first()
+        if written is not None:
+            return int(written.id), str(written.role)
+        existing = conn.execute(_LINK_BY_PAIR, {"flow": c.flow, "left_id": c.left_id, "right_id": c.right_id}
+                                ).first()
         role = c.role or (existing.role if existing else PRIMARY)
-        if role == PRIMARY:
+        if role == PRIMARY and not (existing and existing.role == PRIMARY):
             # At most one primary per item and side; the database enforces it too (partial
-            # unique indexes), this says which item is in the way.
+            # unique indexes), this says which item is in the way. A pair that is primary
+            # already cannot clash (those indexes hold): nothing to look for.
             for side, other_side in (("left", "right"), ("right", "left")):
-                mine, theirs = t.c[f"{side}_id"], t.c[f"{other_side}_id"]
-                clash = conn.execute(
-                    sa.select(theirs).where(t.c.flow == c.flow, mine == getattr(c, f"{side}_id"),
-                                            t.c.role == PRIMARY, theirs != getattr(c, f"{other_side}_id"))
-                ).first()
+                mine, theirs = getattr(c, f"{side}_id"), getattr(c, f"{other_side}_id")
+                clash = conn.execute(_PRIMARY_CLASH[side], {"flow": c.flow, "mine": mine, "theirs": theirs}).first()
                 if clash:
-                    raise LinkConflict(
-                        f"{c.flow}: {side} {getattr(c, f'{side}_id')} is linked to {other_side} {clash[0]}, "
-                        f"not {getattr(c, f'{other_side}_id')}"
-                    )
-        values = {
-            "left_key": c.left_key,  # keys change (a Jira issue moved project); ids do not
-            "right_key": c.right_key,
-            "snapshot": c.snapshot,
-            "left_version": c.left_version,
-            "right_version": c.right_version,
-            "role": role,
-            "updated_at": now,
-        }
+                    raise LinkConflict(f"{c.flow}: {side} {mine} is linked to {other_side} {clash[0]}, not {theirs}")
         if existing:
-            conn.execute(sa.update(t).where(t.c.id == existing.id).values(**values))
-            return int(existing.id)
+            conn.execute(_UPDATE_LINK, {
+                "b_link_id": existing.id, "b_left_key": c.left_key, "b_right_key": c.right_key,
+                "b_snapshot": c.snapshot, "b_left_version": c.left_version,
+                "b_right_version": c.right_version, "b_role": role, "b_now": now})
+            return int(existing.id), role
         result = conn.execute(
-            sa.insert(t).values(flow=c.flow, left_id=c.left_id, right_id=c.right_id, created_at=now, **values)
+            sa.insert(t).values(flow=c.flow, left_id=c.left_id, right_id=c.right_id, created_at=now,
+                                left_key=c.left_key, right_key=c.right_key, snapshot=c.snapshot,
+                                left_version=c.left_version, right_version=c.right_version, role=role,
+                                updated_at=now)
         )
         assert result.inserted_primary_key is not None
-        return int(result.inserted_primary_key[0])
+        return int(result.inserted_primary_key[0]), role
 
     def _insert_comment_links(
         self, conn: Connection, flow: str, link_id: int, pairs: list[tuple[str, str]], now: datetime
@@ -801,9 +908,8 @@ class Store:
             return
         # A pair already present (replayed event, or a mirror recognised by its marker after a
         # crash) is not an error: the first mapping wins.
-        stmt = _insert(conn, comment_links_t).on_conflict_do_nothing(index_elements=["link_id", "source_ref"])
         conn.execute(
-            stmt,
+            self._prepared["comment_links"],
             [
                 {"link_id": link_id, "flow": flow, "source_ref": s, "target_ref": t, "created_at": now}
                 for s, t in pairs
@@ -813,35 +919,23 @@ class Store:
     def record_versions(self, link_id: int, left_version: str | None, right_version: str | None) -> None:
         """Remember versions of items seen with nothing to do. None leaves that side's version as is
         (the caller may have seen only one side)."""
-        values: dict[str, Any] = {}
-        if left_version is not None:
-            values["left_version"] = left_version
-        if right_version is not None:
-            values["right_version"] = right_version
-        if not values:
+        if left_version is None and right_version is None:
             return
         with self._engine.begin() as conn:
-            conn.execute(
-                sa.update(links_t).where(links_t.c.id == link_id).values(updated_at=_now(), **values)
-            )
+            conn.execute(_RECORD_VERSIONS, {"b_link_id": link_id, "b_left_version": left_version,
+                                            "b_right_version": right_version, "b_now": _now()})
 
     # -- cursors ------------------------------------------------------------------------------
 
     def cursor(self, tracker: str, scope: str) -> str | None:
-        query = sa.select(cursors_t.c.value).where(cursors_t.c.tracker == tracker, cursors_t.c.scope == scope)
-        with self._engine.begin() as conn:
-            return conn.execute(query).scalar_one_or_none()
+        with self._reader.connect() as conn:
+            return conn.execute(_CURSOR, {"tracker": tracker, "scope": scope}).scalar_one_or_none()
 
     def set_cursor(self, tracker: str, scope: str, value: str) -> None:
         """Advance a cursor; the engine calls this only after the work it covers is committed."""
-        now = _now()
         with self._engine.begin() as conn:
-            stmt = _insert(conn, cursors_t).values(tracker=tracker, scope=scope, value=value, updated_at=now)
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["tracker", "scope"], set_={"value": value, "updated_at": now}
-                )
-            )
+            conn.execute(self._prepared["set_cursor"],
+                         {"tracker": tracker, "scope": scope, "value": value, "updated_at": _now()})
 
     # -- failures -----------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import structlog
 from jira import JIRA, JIRAError
 
 from ..errors import RateLimited, Retryable, TrackerError, Unsure, error_for_status
-from ..http import HTTP_METRICS, RetryPolicy, error_json, wait_for
+from ..http import HTTP_METRICS, RateGate, RetryPolicy, error_json, pace, wait_for
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -49,6 +49,7 @@ class JiraClient:
         self.base_url = base_url.rstrip("/")
         self._auth = (email, token)
         self.retry = retry or RetryPolicy()
+        self.gate = RateGate(tracker, self.retry)  # pacing on the rate-limit headers, as HttpClient does
         self._jira: JIRA | None = None
         self.requests_made = 0
 
@@ -64,6 +65,7 @@ class JiraClient:
                           options={"rest_api_version": "3"}, max_retries=0, timeout=TIMEOUT,
                           get_server_info=False)
             client._session.hooks["response"].append(self._count)
+            pace(client._session, self.gate)  # every request the package sends goes through the gate
             self._jira = client
         return self._jira
 

@@ -16,11 +16,15 @@ Rules worth knowing (see also the tests):
   `labels` field; label writes keep it.
 - Status is not a field in Jira: `Transition(status)` walks the workflow. An `Update`/`Create` that
   names `status` is turned into a Transition after the write.
+- A new issue's first transition costs one POST: the start status and the transitions out of it are
+  learned once per project and issue type (see `_transition_new`), not read per issue.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NoReturn
@@ -124,6 +128,10 @@ class JiraConnector:
         self._tz: ZoneInfo | None = None
         # id -> (key, labels) from the last read, so writes need no extra GET for key / marker label.
         self._known: dict[str, tuple[str, tuple[str, ...]]] = {}
+        # (project, issue type) -> (status a new issue starts in, transitions out of it), learned from
+        # the first issue created of that kind (see `_transition_new`).
+        self._starts: dict[str, tuple[str, list[JSON]]] = {}
+        self._learning = threading.Lock()  # items are synced side by side: one issue of a kind learns
 
     @property
     def requests_made(self) -> int:
@@ -284,19 +292,25 @@ class JiraConnector:
         created = False
         key = ""
         comment_ids: dict[str, str] = {}
+        fresh: str | None = None  # the kind of the issue just created, while it is in its start status
         for index, op in enumerate(ops):
             if isinstance(op, Create):
                 if index != 0 or item_id is not None:
                     raise Permanent(self.name, "Create must be the first operation on a new item")
-                item_id, key = self._create(op)
+                item_id, key, fresh = self._create(op)
                 created = True
                 continue
             if item_id is None:
                 raise Permanent(self.name, f"{op.kind} needs an item; the first operation must be Create")
             if isinstance(op, Update):
                 self._update(item_id, op.fields)
+                fresh = None if "status" in op.fields else fresh
             elif isinstance(op, Transition):
-                self._transition(item_id, op.status)
+                if fresh is not None:
+                    self._transition_new(item_id, op.status, fresh)
+                else:
+                    self._transition(item_id, op.status)
+                fresh = None
             elif isinstance(op, AddComment):
                 comment_ids[op.source_id] = self._add_comment(item_id, op)
         if item_id is None:
@@ -313,7 +327,9 @@ class JiraConnector:
             self._known[item_id] = (str(issue.get("key") or item_id), labels)
         return self._known[item_id]
 
-    def _create(self, op: Create) -> tuple[str, str]:
+    def _create(self, op: Create) -> tuple[str, str, str | None]:
+        """(id, key, kind) of the new issue; kind (project and issue type) is None once a status in
+        the Create has moved it from its start status."""
         try:
             label = marker_label(op.marker)
         except ValueError as error:
@@ -328,9 +344,46 @@ class JiraConnector:
         issue_id, key = str(body["id"]), str(body.get("key") or body["id"])
         self._known[issue_id] = (key, tuple(payload_fields["labels"]))
         log.info("jira.push.create", tracker=self.name, item_id=issue_id, key=key, marker=op.marker)
+        kind = json.dumps([payload_fields.get("project"), payload_fields.get("issuetype")], sort_keys=True)
         if status:
-            self._transition(issue_id, str(status))
-        return issue_id, key
+            self._transition_new(issue_id, str(status), kind)
+            return issue_id, key, None
+        return issue_id, key, kind
+
+    def _transition_new(self, issue_id: str, status: str, kind: str) -> None:
+        """Move a just-created issue to `status`. Jira gives each project and issue type one workflow,
+        so every new issue of a kind starts in the same status with the same transitions out of it:
+        the first creation of a kind learns them (GET status, GET transitions: the backfill figure of
+        issue 8 counts requests per synced issue), the others need no read. Nothing is sent when the
+        start status is the one wanted; otherwise the learned transition is applied at once. One the
+        issue refuses (400: a workflow condition, or the workflow changed meanwhile) is forgotten and
+        the workflow walked as for any issue."""
+        start = self._starts.get(kind)
+        if start is None:
+            with self._learning:
+                start = self._starts.get(kind)  # learned by another thread while this one waited
+                if start is None:
+                    issue = self.client.issue(issue_id, ["status"])
+                    current = str(((issue.get("fields") or {}).get("status") or {}).get("name", ""))
+                    start = self._starts[kind] = (current, self.client.transitions(issue_id))
+        current, available = start
+        wanted = status.casefold()
+        if current.casefold() == wanted:
+            return
+        direct = next((t for t in available if str((t.get("to") or {}).get("name", "")).casefold() == wanted),
+                      None)
+        if direct is not None:
+            try:
+                self._do_transition(issue_id, direct)
+            except Permanent as error:
+                if error.status != 400:
+                    raise
+                self._starts.pop(kind, None)
+                log.info("jira.push.transition_relearned", tracker=self.name, item_id=issue_id, status=status)
+            else:
+                log.info("jira.push.transition", tracker=self.name, item_id=issue_id, status=status, steps=1)
+                return
+        self._transition(issue_id, status)
 
     def _update(self, item_id: str, values: Mapping[str, Any]) -> None:
         values = dict(values)
