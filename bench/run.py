@@ -7,7 +7,9 @@ Each script runs in its own process (`python bench/<name>.py [--quick] --json FI
 docstring for what it measures and how), so one's memory, threads and emulators never weigh on
 the next. The full run rewrites bench/RESULTS.md; the quick run writes bench/RESULTS-quick.md
 (not committed), so everyday runs never overwrite the published figures. A script that fails is
-reported in the file and makes the exit status 1; the others still run.
+reported in the file and makes the exit status 1; the others still run. Each result is also kept
+as JSON (bench/results/, quick ones in bench/results/quick/), so `--only core` re-runs one script
+and rewrites the file with the kept results of the others.
 """
 
 from __future__ import annotations
@@ -112,11 +114,22 @@ def markdown(results: list[dict[str, Any]], quick: bool, seconds: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     cli = argparse.ArgumentParser(description="Run every benchmark and write bench/RESULTS.md.")
     cli.add_argument("--quick", action="store_true", help="smaller runs, under 2 minutes in all")
-    cli.add_argument("--only", nargs="+", choices=SCRIPTS, help="run only these (the file lists only them)")
+    cli.add_argument("--only", nargs="+", choices=SCRIPTS,
+                     help="run only these; the others' kept results (bench/results/) fill the file")
     args = cli.parse_args(argv)
     started = time.monotonic()
+    kept = BENCH / "results" / ("quick" if args.quick else "")
+    kept.mkdir(parents=True, exist_ok=True)
+    results = []
     with tempfile.TemporaryDirectory(prefix="tb-bench-") as tmp:
-        results = [run_one(name, args.quick, Path(tmp)) for name in (args.only or SCRIPTS)]
+        for name in SCRIPTS:
+            path = kept / f"{name}.json"
+            if args.only and name not in args.only:
+                if path.exists():
+                    results.append(json.loads(path.read_text(encoding="utf-8")))
+                continue
+            results.append(run_one(name, args.quick, Path(tmp)))
+            path.write_text(json.dumps(results[-1], indent=2) + "\n", encoding="utf-8")
     seconds = time.monotonic() - started
     target = BENCH / ("RESULTS-quick.md" if args.quick else "RESULTS.md")
     target.write_text(markdown(results, args.quick, seconds), encoding="utf-8")
