@@ -39,7 +39,7 @@ SQLite store with 100,000 links (10,000 with --quick) and syncs changes on them;
 id, so it stays small).
 
 Targets (issue 8): >= 2,000 changes/s on one core; peak RSS < 200 MB with 100,000 links.
-`--profile` prints a pyinstrument profile of the SQLite timed passes (dev dependency).
+`--profile` prints a pyinstrument profile of the timed passes of each store (dev dependency).
 """
 
 from __future__ import annotations
@@ -684,7 +684,7 @@ def main() -> int:
     cli.add_argument("--batch", type=int, help="changes made between two passes (default 500; quick 200)")
     cli.add_argument("--no-pg", action="store_true", help="skip PostgreSQL")
     cli.add_argument("--only", choices=("sqlite", "pg", "rss"), help="run one measurement")
-    cli.add_argument("--profile", action="store_true", help="print a pyinstrument profile of the SQLite passes")
+    cli.add_argument("--profile", action="store_true", help="print a pyinstrument profile of the timed passes")
     cli.add_argument("--rss-child", type=int, help=__import__("argparse").SUPPRESS)
     args = cli.parse_args()
     changes = args.changes or (800 if args.quick else 20_000)
@@ -714,7 +714,7 @@ def main() -> int:
             result.notes.append(f"PostgreSQL skipped: {reason}")
         else:
             with fresh_schema() as url:
-                runs["PostgreSQL"] = throughput(url, links, changes, args.batch)
+                runs["PostgreSQL"] = throughput(url, links, changes, args.batch, args.profile)
     rows = []
     for store, run in runs.items():
         result.figures[f"{store}: changes/s (wall, one core)"] = round(run.per_second)

@@ -55,26 +55,29 @@ def run_one(name: str, quick: bool, workdir: Path) -> dict[str, Any]:
                 "seconds": seconds}
     result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     result["seconds"] = seconds
+    result["at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return result
 
 
 def cell(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
+        return f"{value:,.5g}" if abs(value) < 100 else f"{value:,.0f}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value).replace("|", "\\|")
 
 
-def markdown(results: list[dict[str, Any]], quick: bool, seconds: float) -> str:
+def markdown(results: list[dict[str, Any]], quick: bool) -> str:
     facts = machine()
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    seconds = sum(result["seconds"] for result in results)
     command = "make bench-quick" if quick else "make bench"
     lines = [
         "# Benchmark results" + (" (quick run)" if quick else ""),
         "",
-        f"Written by `{command}` (`.venv/bin/python bench/run.py{' --quick' if quick else ''}`) on {stamp}, "
-        f"in {seconds:,.0f} s, on {facts['cpus']} CPUs, Python {facts['python']}, {facts['system']}. "
+        f"Written by `{command}` (`.venv/bin/python bench/run.py{' --quick' if quick else ''}`) on {stamp} "
+        f"(the scripts took {seconds:,.0f} s in all), on {facts['cpus']} CPUs, Python {facts['python']}, "
+        f"{facts['system']}. "
         "Every tracker is a local emulator (ticketbridge's own, see DESIGN.md); each section names the "
         "exact command that produced it. What was profiled and removed: bench/README.md.",
         "",
@@ -95,7 +98,7 @@ def markdown(results: list[dict[str, Any]], quick: bool, seconds: float) -> str:
         if "error" in result:
             lines.append(f"Failed: {result['error']} (after {result['seconds']:.0f} s).")
             continue
-        lines.append(f"Took {result['seconds']:.0f} s.")
+        lines.append(f"Took {result['seconds']:.0f} s" + (f", run on {result['at']}." if "at" in result else "."))
         lines.append("")
         for label, value in result.get("figures", {}).items():
             lines.append(f"- {label}: {cell(value)}")
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(json.dumps(results[-1], indent=2) + "\n", encoding="utf-8")
     seconds = time.monotonic() - started
     target = BENCH / ("RESULTS-quick.md" if args.quick else "RESULTS.md")
-    target.write_text(markdown(results, args.quick, seconds), encoding="utf-8")
+    target.write_text(markdown(results, args.quick), encoding="utf-8")
     failed = [r["name"] for r in results if "error" in r]
     missed = [f"{r['title']}: {t['what']}" for r in results for t in r.get("targets", []) if not t["met"]]
     print(f"\nwrote {target.relative_to(REPO)} in {seconds:.0f} s; "

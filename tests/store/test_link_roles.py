@@ -75,6 +75,21 @@ def test_one_comment_mirrors_onto_every_linked_ticket(store: Store) -> None:
     assert store.mirrored_refs(FLOW, b.id) == {"github:55", "zendesk:902"}
 
 
+def test_an_items_links_come_with_their_comment_refs_in_one_read(store: Store) -> None:
+    a = store.commit_item(commit("1", "acme/app#12", comment_links=[("github:55", "zendesk:901"),
+                                                                    ("zendesk:7", "github:56")]))
+    b = store.commit_item(commit("2", "acme/app#12", FOLLOWER, comment_links=[("github:55", "zendesk:902")]))
+    store.commit_item(commit("3", "acme/app#14"))
+    links, refs = store.links_and_refs(FLOW, "right", "acme/app#12")
+    assert links == store.links_for(FLOW, "right", "acme/app#12") == [a, b]
+    assert refs == {a.id: store.mirrored_refs(FLOW, a.id), b.id: store.mirrored_refs(FLOW, b.id)}
+    assert refs[a.id] == {"github:55", "zendesk:901", "zendesk:7", "github:56"}
+    assert store.links_and_refs(FLOW, "left", "3")[1] == {store.links_for(FLOW, "left", "3")[0].id: set()}
+    assert store.links_and_refs(FLOW, "left", "4") == ([], {})
+    assert store.links_for_many(FLOW, "right", ["acme/app#12", "acme/app#14", "acme/app#15"]) == {
+        "acme/app#12": [a, b], "acme/app#14": store.links_for(FLOW, "right", "acme/app#14"), "acme/app#15": []}
+
+
 def test_database_enforces_pair_and_primary_uniqueness(store: Store, db_url: str) -> None:
     store.commit_item(commit("1", "acme/app#12"))
     store.commit_item(commit("2", "acme/app#12", FOLLOWER))

@@ -33,15 +33,22 @@ def test_results_list_every_target_with_its_verdict_and_every_failed_script(benc
                            targets=[common.Target("changes/s on SQLite", 2450.5, ">=", 2000),
                                     common.Target("peak RSS", 231.0, "<", 200, " MB")],
                            notes=["one core"]).to_json()
-    result["seconds"] = 12.0
+    result["seconds"], result["at"] = 12.0, "2026-12-03 08:00 UTC"
     failed = {"name": "latency", "title": "latency", "command": ".venv/bin/python bench/latency.py",
               "error": "exit status 1", "seconds": 3.0}
-    text = run.markdown([result, failed], quick=False, seconds=15.0)
+    text = run.markdown([result, failed], quick=False)
     assert "| Core throughput | changes/s on SQLite | 2,450 | >= 2,000 | yes |" in text
     assert "| Core throughput | peak RSS | 231 MB | < 200 MB | **no** |" in text
     assert "| latency | (failed: exit status 1) | | | no |" in text
     assert ".venv/bin/python bench/core.py" in text and "- links: 100,000" in text
     assert "| sqlite | 2,450 |" in text and "- one core" in text
+    # A script re-run alone (--only) says when; the header adds up what the scripts took.
+    assert "Took 12 s, run on 2026-12-03 08:00 UTC." in text and "(the scripts took 15 s in all)" in text
+
+
+def test_ratios_keep_their_decimals(bench) -> None:
+    run, _ = bench
+    assert run.cell(1.0001) == "1.0001" and run.cell(0.293) == "0.293" and run.cell(891.4) == "891"
 
 
 def test_the_command_shown_leaves_out_where_the_json_went(bench, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -525,6 +525,11 @@ class _FlowPass:
         self.loaded: dict[Side, dict[str, Item]] = {"left": {}, "right": {}}
         self.done: dict[Side, set[str]] = {"left": set(), "right": set()}  # items processed
         self.done_links: set[int] = set()  # pairs synced (an issue is reached from each ticket)
+        # The links of a page's items, read in one query before they are processed; each item's
+        # are read again once it is locked (see `_process`), so these only save the first read.
+        self.prefetched: dict[Side, dict[str, list[Link]]] = {"left": {}, "right": {}}
+        # Comment refs of the links whose items are locked now (only their commits change them).
+        self.refs: dict[int, set[str]] = {}
         # Ids known this pass to match / not to match a selection only the tracker's search can
         # evaluate (Jira's JQL): what the poll returned matches, the rest is asked when needed.
         self.matched: dict[Side, set[str]] = {"left": set(), "right": set()}
@@ -548,12 +553,15 @@ class _FlowPass:
             for item in page.items:
                 self.polled["left"][item.id] = item
                 self.matched["left"].add(item.id)
+            self._prefetch("left", page.items)
             self.each(lambda part, item: part._process("left", item), page.items)
             if page.cursor is not None and not self.dry_run:
                 self.store.set_cursor(flow.left.name, left_scope, page.cursor)
         # Every changed engineering item, also those already synced with one ticket above: it
         # may be linked from other tickets too (duplicates reported by several customers).
-        self.each(lambda part, item: part._process("right", item), list(self.polled["right"].values()))
+        changed = list(self.polled["right"].values())
+        self._prefetch("right", changed)
+        self.each(lambda part, item: part._process("right", item), changed)
         if right_cursor is not None and not self.dry_run:
             self.store.set_cursor(flow.right.name, flow.name, right_cursor)
         log.info("engine.pass_done", flow=flow.name, items=self.stats.items_seen, writes=self.stats.writes,
@@ -580,6 +588,10 @@ class _FlowPass:
                     self.stats.merge(part.stats)
 
         side_by_side(self.pool, one, items)
+
+    def _prefetch(self, side: Side, items: Sequence[Item]) -> None:
+        if len(items) > 1:
+            self.prefetched[side].update(self.store.links_for_many(self.flow.name, side, [i.id for i in items]))
 
     def _read_all(self, side: Side) -> str | None:
         connector = self.flow.connector(side)
@@ -673,14 +685,17 @@ class _FlowPass:
     def _process(self, side: Side, item: Item) -> None:
         if item.id in self.done[side]:
             return
-        links = self.store.links_for(self.flow.name, side, item.id)
+        links = self.prefetched[side].pop(item.id, None)
+        if links is None:
+            links = self.store.links_for(self.flow.name, side, item.id)
         try:
             while True:
                 with self._locked(side, item.id, links):
                     if item.id in self.done[side]:  # another thread got here first
                         return
-                    fresh = self.store.links_for(self.flow.name, side, item.id)
+                    fresh, refs = self.store.links_and_refs(self.flow.name, side, item.id)
                     if fresh == links:
+                        self.refs.update(refs)
                         self.done[side].add(item.id)
                         self._process_held(side, item, links)
                         return
@@ -704,7 +719,7 @@ class _FlowPass:
             self._fail(side, item, error)
 
     @contextmanager
-    def _locked(self, side: Side, item_id: str, links: Iterable[Link], also: Iterable[str] = ()) -> Iterator[None]:
+    def _locked(self, side: Side, item_id: str, links: Sequence[Link], also: Iterable[str] = ()) -> Iterator[None]:
         """Hold the item and its counterparts (those of `links`, and `also`: ids on the other side),
         waiting up to `lock_wait` for another process that holds one of them."""
         counterparts = [link.id_on(other(side)) for link in links] + list(also)
@@ -723,6 +738,8 @@ class _FlowPass:
             yield
         finally:
             log.debug("engine.items_freed", items=names)
+            for link in links:
+                self.refs.pop(link.id, None)
             locks.release(names)
 
     def _process_held(self, side: Side, item: Item, links: list[Link]) -> None:
@@ -850,8 +867,7 @@ class _FlowPass:
             name = pair.left if side == "left" else pair.right
             if pair.name not in snapshot or canon(item.fields.get(name)) != canon(snapshot[pair.name][index]):
                 return False
-        comments, adopted = comment_ops(self.flow.mapping, item, side, None,
-                                        self.store.mirrored_refs(self.flow.name, link.id))
+        comments, adopted = comment_ops(self.flow.mapping, item, side, None, self._mirrored_refs(link))
         if comments or adopted:
             return False
         self.store.record_versions(link.id, item.version if side == "left" else None,
@@ -860,6 +876,13 @@ class _FlowPass:
             self.sla.observe(item)
         log.debug("engine.echo_skipped", flow=self.flow.name, item=item.key, counterpart=link.key_on(other(side)))
         return True
+
+    def _mirrored_refs(self, link: Link) -> set[str]:
+        """The link's comment refs, read once while its items are locked (the caller holds them)."""
+        refs = self.refs.get(link.id)
+        if refs is None:
+            refs = self.refs[link.id] = self.store.mirrored_refs(self.flow.name, link.id)
+        return refs
 
     def _in_selection(self, side: Side, item: Item) -> bool:
         """Whether a linked item still matches its side's select. The mapping promises that an item
@@ -901,7 +924,7 @@ class _FlowPass:
         """Decide, push and commit one pair. (the link, or None; why it was blocked, or None)."""
         if link is not None:
             self.done_links.add(link.id)
-        mirrored = self.store.mirrored_refs(self.flow.name, link.id) if link else set()
+        mirrored = self._mirrored_refs(link) if link else set()
         scrub = self.flow.scrub_for(left)
         if link is not None and not link.primary:
             decision = decide_follower(self.flow.mapping, left, right, link.snapshot, mirrored,
@@ -1113,6 +1136,7 @@ class _FlowPass:
             role=role))
         self.held.difference_update((trackers[s], ids[s]) for s in SIDES)
         self.done_links.add(link.id)
+        self.refs.pop(link.id, None)
         if self.sla is not None:
             self.sla.observe(left)
             self.sla.observe(right)

@@ -46,6 +46,7 @@ SIDES = ("left", "right")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Rows fetched per query when iterating links, so a large store is never loaded at once.
 _LINK_PAGE = 500
+_IN_CHUNK = 500  # ids per IN (...) list: far below every driver's bind-parameter limit
 
 
 class LinkConflict(ValueError):
@@ -567,7 +568,27 @@ def _clash_query(side: str) -> sa.Select[Any]:
                                    links_t.c.role == PRIMARY, theirs != sa.bindparam("theirs"))
 
 
+def _links_for_many_query(side: str) -> sa.Select[Any]:
+    col = links_t.c.left_id if side == "left" else links_t.c.right_id
+    return (sa.select(links_t).where(links_t.c.flow == sa.bindparam("flow"),
+                                     col.in_(sa.bindparam("item_ids", expanding=True)))
+            .order_by(sa.case((links_t.c.role == PRIMARY, 0), else_=1), links_t.c.id))
+
+
+# A link's comment refs folded into one string (refs are tracker names and ids: never these).
+_REF_SEP, _PAIR_SEP = "\x1f", "\x1e"
+
+
+def _links_and_refs_query(side: str) -> sa.Select[Any]:
+    cl = comment_links_t
+    refs = (sa.select(sa.func.aggregate_strings(cl.c.source_ref + _REF_SEP + cl.c.target_ref, _PAIR_SEP))
+            .where(cl.c.flow == links_t.c.flow, cl.c.link_id == links_t.c.id).scalar_subquery())
+    return _links_for_query(side).add_columns(refs.label("refs"))
+
+
 _LINKS_FOR = {side: _links_for_query(side) for side in SIDES}
+_LINKS_AND_REFS = {side: _links_and_refs_query(side) for side in SIDES}
+_LINKS_FOR_MANY = {side: _links_for_many_query(side) for side in SIDES}
 _LINK_BY_PAIR = sa.select(links_t.c.id, links_t.c.role).where(
     links_t.c.flow == sa.bindparam("flow"), links_t.c.left_id == sa.bindparam("left_id"),
     links_t.c.right_id == sa.bindparam("right_id"))
@@ -714,6 +735,28 @@ class Store:
         query = _LINKS_FOR[_check_side(side)]
         with self._reader.connect() as conn:
             return [_link(row) for row in conn.execute(query, {"flow": flow, "item_id": item_id})]
+
+    def links_and_refs(self, flow: str, side: str, item_id: str) -> tuple[list[Link], dict[int, set[str]]]:
+        """`links_for` and the `mirrored_refs` of each link, in one query (once the item is locked)."""
+        links: list[Link] = []
+        refs: dict[int, set[str]] = {}
+        with self._reader.connect() as conn:
+            for row in conn.execute(_LINKS_AND_REFS[_check_side(side)], {"flow": flow, "item_id": item_id}):
+                links.append(_link(row))
+                refs[row.id] = set(row.refs.replace(_PAIR_SEP, _REF_SEP).split(_REF_SEP)) if row.refs else set()
+        return links, refs
+
+    def links_for_many(self, flow: str, side: str, item_ids: Iterable[str]) -> dict[str, list[Link]]:
+        """`links_for` of many items in one query a chunk: {item id: its links}, every id present."""
+        ids = list(dict.fromkeys(item_ids))
+        found: dict[str, list[Link]] = {item_id: [] for item_id in ids}
+        query = _LINKS_FOR_MANY[_check_side(side)]
+        with self._reader.connect() as conn:
+            for start in range(0, len(ids), _IN_CHUNK):
+                for row in conn.execute(query, {"flow": flow, "item_ids": ids[start:start + _IN_CHUNK]}):
+                    link = _link(row)
+                    found[link.id_on(side)].append(link)
+        return found
 
     def link_between(self, flow: str, left_id: str, right_id: str) -> Link | None:
         t = links_t
@@ -921,7 +964,7 @@ class Store:
         (the caller may have seen only one side)."""
         if left_version is None and right_version is None:
             return
-        with self._engine.begin() as conn:
+        with self._reader.begin() as conn:  # one statement: on PostgreSQL, no BEGIN and COMMIT round trips
             conn.execute(_RECORD_VERSIONS, {"b_link_id": link_id, "b_left_version": left_version,
                                             "b_right_version": right_version, "b_now": _now()})
 

@@ -31,7 +31,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -237,22 +236,18 @@ class Locks:
             wanted = list(dict.fromkeys(names))
             if any(n in self._held for n in wanted):
                 return False
-            taken: list[str] = []
-            for name in wanted:
-                if not self._try(name):
-                    for done in taken:
-                        self._unlock(done)
-                    return False
-                taken.append(name)
+            taken = self._try_all(wanted)
+            if len(taken) < len(wanted):
+                self._unlock_all(taken)
+                return False
             self._held.update(taken)
             return True
 
     def release(self, names: Iterable[str]) -> None:
         with self._mutex:
-            for name in dict.fromkeys(names):
-                if name in self._held:
-                    self._held.discard(name)
-                    self._unlock(name)
+            held = [name for name in dict.fromkeys(names) if name in self._held]
+            self._held.difference_update(held)
+            self._unlock_all(held)
 
     def try_lease(self, name: str) -> bool:
         """Hold the lease `name` (kept until released or this process dies), or say another has it."""
@@ -282,19 +277,29 @@ class Locks:
                 self._conn = None
 
     def _try(self, name: str) -> bool:
-        if self._conn is None:
-            return True
-        got: Any = self._conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key(name)}).scalar_one()
-        return bool(got)
+        return len(self._try_all([name])) == 1
 
-    def _unlock(self, name: str) -> None:
-        if self._conn is not None:
-            self._conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key(name)})
+    def _try_all(self, names: list[str]) -> list[str]:
+        """The names of `names` whose locks were free and are now ours: one round trip for them all
+        (an item and its counterparts are taken together for every item synced)."""
+        if self._conn is None:
+            return names
+        keys = {self._key(name): name for name in names}
+        rows = self._conn.execute(_TRY_LOCKS, {"keys": list(keys)}).all()
+        return [keys[key] for key, got in rows if got]
+
+    def _unlock_all(self, names: list[str]) -> None:
+        if self._conn is not None and names:
+            self._conn.execute(_UNLOCK, {"keys": [self._key(name) for name in names]})
 
     def _key(self, name: str) -> int:
         """A signed 64-bit advisory-lock key, stable across processes and runs."""
         digest = hashlib.blake2b((self._namespace + name).encode("utf-8"), digest_size=8).digest()
         return int.from_bytes(digest, "big", signed=True)
+
+
+_TRY_LOCKS = sa.text("SELECT k, pg_try_advisory_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
+_UNLOCK = sa.text("SELECT pg_advisory_unlock(k) FROM unnest(CAST(:keys AS bigint[])) AS k")
 
 
 def item_lock(tracker: str, item_id: str) -> str:

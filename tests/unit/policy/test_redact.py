@@ -20,6 +20,7 @@ from ticketbridge.sync.policy.redact import (
     Redacted,
     RedactionKeyError,
     RedactionRules,
+    _identity_detector,
     hash_value,
     key_from_env,
     post_scan,
@@ -487,3 +488,33 @@ def test_direct_construction_is_validated_too() -> None:
         RedactionRules(scrub=("email", "passport"))
     with pytest.raises(ValueError, match="only placeholder"):
         RedactionRules(replacement="{}")
+
+
+# --------------------------------------------------------------------------------------------------
+# The identity detector's prefilter passes over text only where its pattern finds nothing
+# --------------------------------------------------------------------------------------------------
+
+PREFILTER_IDENTITY = Identity(names=("Jane Doe", "\u017fam Kelvin"), organizations=("ACME GmbH",),
+                              emails=("jane.doe@client.example",), phones=("+49 30 1234567",))
+
+
+def _pattern_spans(identity: Identity, text: str) -> list[tuple[int, int]]:
+    """What the detector's own pattern finds, with no prefilter in front of it."""
+    return [m.span() for m in _identity_detector(identity).pattern.finditer(text)]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("text", [
+    "Nothing personal in here at all.",
+    "JANE   doe called", "ask jane.doe@CLIENT.example", "call +49 (30) 123-4567 now", "0049 30 1234567",
+    "SAM KELVIN wrote", "\u212aelvin", "acme\ngmbh", "Jane Doesn't", "no 4930123456 here", "stra\u00dfe Jane Doe",
+])
+def test_the_prefilter_finds_what_the_pattern_finds(text: str) -> None:
+    found = list(_identity_detector(PREFILTER_IDENTITY)(text))
+    assert found == _pattern_spans(PREFILTER_IDENTITY, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("JjaneDOEacmegbh@.+-()/ 0123479 \u017f\u212a\u0130\u00dfkKsS\n")),
+               max_size=60))
+def test_the_prefilter_never_hides_a_match(text: str) -> None:
+    assert list(_identity_detector(PREFILTER_IDENTITY)(text)) == _pattern_spans(PREFILTER_IDENTITY, text)

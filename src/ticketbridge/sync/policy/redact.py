@@ -488,23 +488,54 @@ def _find_url_query_tokens(text: str) -> Iterator[Span]:
 @functools.lru_cache(maxsize=256)
 def _identity_detector(identity: Identity) -> Detector:
     patterns: list[str] = []
+    # What each pattern's matches must contain (a name's first word, an email, a phone's digits),
+    # to pass over the usual text, which names nobody, without compiling this ticket's pattern.
+    needles: list[str] = []
+    digit_runs: list[str] = []
     for value in (*identity.names, *identity.organizations):
         words = value.split()
         if words and len(" ".join(words)) >= 2:
             patterns.append(r"(?<!\w)" + r"\s+".join(map(re.escape, words)) + r"(?!\w)")
+            needles.append(words[0].casefold())
     for value in identity.emails:
         if value.strip():
             patterns.append(r"(?<![\w.%+-])" + re.escape(value.strip()) + r"(?![\w-])")
+            needles.append(value.strip().casefold())
     for value in identity.phones:
         digits = re.sub(r"\D", "", value)
         digits = digits[2:] if value.strip().startswith("00") else digits
         if len(digits) >= 6:
             patterns.append(r"(?<![\w+])(?:\+|00)?" + r"[\s().\-/]*".join(digits) + r"(?!\d)")
+            digit_runs.append(digits)
     if not patterns:
         return lambda _text: iter(())
-    # Longest first, so that "ACME GmbH" wins over "ACME" at the same position.
-    pattern = re.compile("|".join(sorted(patterns, key=len, reverse=True)), re.IGNORECASE)
-    return lambda text: (m.span() for m in pattern.finditer(text))
+    return _IdentityDetector(patterns, needles, digit_runs)
+
+
+class _IdentityDetector:
+    """One ticket's identity pattern, compiled only when a text may match it."""
+
+    def __init__(self, patterns: list[str], needles: list[str], digit_runs: list[str]) -> None:
+        self._patterns, self._needles, self._digit_runs = patterns, needles, digit_runs
+        # Only ASCII needles in ASCII text: there, a case-insensitive match contains its needle in
+        # the lower-cased text (elsewhere Unicode case rules allow more, so the pattern always runs).
+        self._prefilter = all(needle.isascii() for needle in (*needles, *digit_runs))
+
+    @functools.cached_property
+    def pattern(self) -> re.Pattern[str]:
+        # Longest first, so that "ACME GmbH" wins over "ACME" at the same position.
+        return re.compile("|".join(sorted(self._patterns, key=len, reverse=True)), re.IGNORECASE)
+
+    def __call__(self, text: str) -> Iterator[Span]:
+        if self._prefilter and text.isascii():
+            lowered = text.lower()
+            if not any(needle in lowered for needle in self._needles) and not (
+                    self._digit_runs and any(run in _NON_DIGITS.sub("", text) for run in self._digit_runs)):
+                return iter(())
+        return (m.span() for m in self.pattern.finditer(text))
+
+
+_NON_DIGITS = re.compile(r"\D")
 
 
 _DETECTORS: dict[str, Detector] = {
