@@ -637,7 +637,7 @@ class _FlowPass:
             connector = self.flow.connector(side)
             for page in connector.poll(self.store.cursor(connector.name, self.flow.name), self.flow.select(side)):
                 cursor = (connector.name, self.flow.name, page.cursor) if page.cursor is not None else None
-                changed = [item.id for item in page.items if not self._seen_version(side, item)]
+                changed = self._unseen(side, page.items)
                 work.add(self.flow.name, side, changed, cursor=cursor)
                 queued += len(changed)
         recover = self._interrupted() + self._retries()
@@ -645,13 +645,15 @@ class _FlowPass:
             work.add(self.flow.name, side, [item_id])
         return queued + len(recover)
 
-    def _seen_version(self, side: Side, item: Item) -> bool:
-        """A version every link of the item already committed, re-delivered by a look-back window
-        (see `_sync_linked`): nothing to queue."""
-        if not getattr(self.flow.connector(side), "dedupe_versions", False) or item.id in self.failed_ids:
-            return False
-        links = self.store.links_for(self.flow.name, side, item.id)
-        return bool(links) and all(link.version_on(side) == item.version for link in links)
+    def _unseen(self, side: Side, items: Sequence[Item]) -> list[str]:
+        """The ids of `items` to queue: not a version every link of the item already committed,
+        re-delivered by a look-back window (see `_sync_linked`). One read of links per page."""
+        if not getattr(self.flow.connector(side), "dedupe_versions", False) or not items:
+            return [item.id for item in items]
+        links = self.store.links_for_many(self.flow.name, side, [item.id for item in items])
+        return [item.id for item in items
+                if item.id in self.failed_ids or not links[item.id]
+                or any(link.version_on(side) != item.version for link in links[item.id])]
 
     def work_on(self, side: Side, item_id: str) -> bool:
         """Fetch one queued item and process it. False when another process holds it (try later).
