@@ -528,7 +528,8 @@ class _FlowPass:
         # The links of a page's items, read in one query before they are processed; each item's
         # are read again once it is locked (see `_process`), so these only save the first read.
         self.prefetched: dict[Side, dict[str, list[Link]]] = {"left": {}, "right": {}}
-        # Comment refs of the links whose items are locked now (only their commits change them).
+        # Comment refs of links whose items this part holds locked (only their commits change
+        # them); emptied when the locks go. A dict of each part's own (see `_locked`).
         self.refs: dict[int, set[str]] = {}
         # Ids known this pass to match / not to match a selection only the tracker's search can
         # evaluate (Jira's JQL): what the poll returned matches, the rest is asked when needed.
@@ -736,12 +737,12 @@ class _FlowPass:
             time.sleep(0.05)
         # Logged inside the held span, so the logged spans of two workers overlap only if theirs did.
         log.debug("engine.items_held", items=names)
+        self.refs = {}  # this part's own: parts share the pass's other caches
         try:
             yield
         finally:
             log.debug("engine.items_freed", items=names)
-            for link in links:
-                self.refs.pop(link.id, None)
+            self.refs = {}
             locks.release(names)
 
     def _process_held(self, side: Side, item: Item, links: list[Link]) -> None:
