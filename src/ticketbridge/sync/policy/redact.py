@@ -529,8 +529,9 @@ class _IdentityDetector:
     def __call__(self, text: str) -> Iterator[Span]:
         if self._prefilter and text.isascii():
             lowered = text.lower()
-            if not any(needle in lowered for needle in self._needles) and not (
-                    self._digit_runs and any(run in _NON_DIGITS.sub("", text) for run in self._digit_runs)):
+            digits = _NON_DIGITS.sub("", text) if self._digit_runs else ""
+            if not any(needle in lowered for needle in self._needles) and not any(
+                    run in digits for run in self._digit_runs):
                 return iter(())
         return (m.span() for m in self.pattern.finditer(text))
 
