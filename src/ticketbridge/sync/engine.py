@@ -698,7 +698,7 @@ class _FlowPass:
                         return
                     fresh, refs = self.store.links_and_refs(self.flow.name, side, item.id)
                     if fresh == links:
-                        self.refs.update(refs)
+                        self.refs = refs
                         self.done[side].add(item.id)
                         self._process_held(side, item, links)
                         return

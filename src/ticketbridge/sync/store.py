@@ -554,9 +554,11 @@ def _param(name: str, column: sa.Column[Any]) -> sa.BindParameter[Any]:
     return sa.bindparam(name, type_=column.type)
 
 
-def _links_for_query(side: str) -> sa.Select[Any]:
+def _links_for_query(side: str, many: bool = False) -> sa.Select[Any]:
+    """Every link of an item (`:item_id`), or of several (`many`: `:item_ids`), primary first."""
     col = links_t.c.left_id if side == "left" else links_t.c.right_id
-    return (sa.select(links_t).where(links_t.c.flow == sa.bindparam("flow"), col == sa.bindparam("item_id"))
+    match = col.in_(sa.bindparam("item_ids", expanding=True)) if many else col == sa.bindparam("item_id")
+    return (sa.select(links_t).where(links_t.c.flow == sa.bindparam("flow"), match)
             .order_by(sa.case((links_t.c.role == PRIMARY, 0), else_=1), links_t.c.id))
 
 
@@ -566,13 +568,6 @@ def _clash_query(side: str) -> sa.Select[Any]:
     mine, theirs = links_t.c[f"{side}_id"], links_t.c[f"{other_side}_id"]
     return sa.select(theirs).where(links_t.c.flow == sa.bindparam("flow"), mine == sa.bindparam("mine"),
                                    links_t.c.role == PRIMARY, theirs != sa.bindparam("theirs"))
-
-
-def _links_for_many_query(side: str) -> sa.Select[Any]:
-    col = links_t.c.left_id if side == "left" else links_t.c.right_id
-    return (sa.select(links_t).where(links_t.c.flow == sa.bindparam("flow"),
-                                     col.in_(sa.bindparam("item_ids", expanding=True)))
-            .order_by(sa.case((links_t.c.role == PRIMARY, 0), else_=1), links_t.c.id))
 
 
 # A link's comment refs folded into one string (refs are tracker names and ids: never these).
@@ -588,7 +583,7 @@ def _links_and_refs_query(side: str) -> sa.Select[Any]:
 
 _LINKS_FOR = {side: _links_for_query(side) for side in SIDES}
 _LINKS_AND_REFS = {side: _links_and_refs_query(side) for side in SIDES}
-_LINKS_FOR_MANY = {side: _links_for_many_query(side) for side in SIDES}
+_LINKS_FOR_MANY = {side: _links_for_query(side, many=True) for side in SIDES}
 _LINK_BY_PAIR = sa.select(links_t.c.id, links_t.c.role).where(
     links_t.c.flow == sa.bindparam("flow"), links_t.c.left_id == sa.bindparam("left_id"),
     links_t.c.right_id == sa.bindparam("right_id"))

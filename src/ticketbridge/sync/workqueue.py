@@ -254,7 +254,7 @@ class Locks:
         with self._mutex:
             if name in self._held:
                 return True
-            if not self._try(name):
+            if not self._try_all([name]):
                 return False
             self._held.add(name)
             return True
@@ -275,9 +275,6 @@ class Locks:
             if self._conn is not None:
                 self._conn.close()  # ends the session: PostgreSQL drops every lock it held
                 self._conn = None
-
-    def _try(self, name: str) -> bool:
-        return len(self._try_all([name])) == 1
 
     def _try_all(self, names: list[str]) -> list[str]:
         """The names of `names` whose locks were free and are now ours: one round trip for them all

@@ -482,6 +482,9 @@ def _find_url_query_tokens(text: str) -> Iterator[Span]:
             yield start, end
 
 
+_NON_DIGITS = re.compile(r"\D")
+
+
 # Requester identity: exact values, matched case-insensitively as whole words. Names and
 # organizations allow any whitespace between their words. Phone numbers allow any separators
 # between their digits.
@@ -502,7 +505,7 @@ def _identity_detector(identity: Identity) -> Detector:
             patterns.append(r"(?<![\w.%+-])" + re.escape(value.strip()) + r"(?![\w-])")
             needles.append(value.strip().casefold())
     for value in identity.phones:
-        digits = re.sub(r"\D", "", value)
+        digits = _NON_DIGITS.sub("", value)
         digits = digits[2:] if value.strip().startswith("00") else digits
         if len(digits) >= 6:
             patterns.append(r"(?<![\w+])(?:\+|00)?" + r"[\s().\-/]*".join(digits) + r"(?!\d)")
@@ -529,14 +532,15 @@ class _IdentityDetector:
     def __call__(self, text: str) -> Iterator[Span]:
         if self._prefilter and text.isascii():
             lowered = text.lower()
-            digits = _NON_DIGITS.sub("", text) if self._digit_runs else ""
-            if not any(needle in lowered for needle in self._needles) and not any(
-                    run in digits for run in self._digit_runs):
+            if not any(needle in lowered for needle in self._needles) and not self._has_digit_run(text):
                 return iter(())
         return (m.span() for m in self.pattern.finditer(text))
 
-
-_NON_DIGITS = re.compile(r"\D")
+    def _has_digit_run(self, text: str) -> bool:
+        if not self._digit_runs:
+            return False
+        digits = _NON_DIGITS.sub("", text)
+        return any(run in digits for run in self._digit_runs)
 
 
 _DETECTORS: dict[str, Detector] = {
