@@ -253,7 +253,7 @@ def test_commit_item_is_atomic_when_a_step_fails(store: Store, monkeypatch: pyte
     def boom(*_args: Any) -> None:
         raise RuntimeError("crash after the link insert")
 
-    monkeypatch.setattr(Store, "_insert_comment_links", boom)
+    monkeypatch.setattr(Store, "_write_item_rows", boom)
     with pytest.raises(RuntimeError):
         store.commit_item(_full_commit())
     _assert_nothing_committed(store)

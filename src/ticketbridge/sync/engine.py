@@ -66,7 +66,7 @@ from .model import (
 )
 from .scrubbing import Scrubber
 from .sla_service import SlaService, SlaStats
-from .store import FOLLOWER, Failure, ItemCommit, Link, Store
+from .store import FOLLOWER, Batch, Failure, ItemCommit, Link, Store
 from .workqueue import WorkItem, WorkQueue, item_lock
 
 log = structlog.get_logger(__name__)
@@ -183,6 +183,9 @@ class PassStats:
 # Seconds before a write whose answer was lost is retried: twice the HTTP read timeout, so a
 # request the tracker received but answered late has landed by then (see `_FlowPass._retries`).
 UNSURE_GRACE = 2 * DEFAULT_TIMEOUT[1]
+# Polled items synced and committed together (see `_FlowPass._sync_page`): enough to make the
+# store's cost per item small, few enough that a batch's locks are not held for long.
+_BATCH = 100
 
 
 class ItemBusy(Retryable):
@@ -528,6 +531,8 @@ class _FlowPass:
         # The links of a page's items, read in one query before they are processed; each item's
         # are read again once it is locked (see `_process`), so these only save the first read.
         self.prefetched: dict[Side, dict[str, list[Link]]] = {"left": {}, "right": {}}
+        # While a batch of polled items is synced: their commits, held back to be made together.
+        self.batch: Batch | None = None
         # Comment refs of links whose items this part holds locked (only their commits change
         # them); emptied when the locks go. A dict of each part's own (see `_locked`).
         self.refs: dict[int, set[str]] = {}
@@ -554,15 +559,12 @@ class _FlowPass:
             for item in page.items:
                 self.polled["left"][item.id] = item
                 self.matched["left"].add(item.id)
-            self._prefetch("left", page.items)
-            self.each(lambda part, item: part._process("left", item), page.items)
+            self._sync_page("left", page.items)
             if page.cursor is not None and not self.dry_run:
                 self.store.set_cursor(flow.left.name, left_scope, page.cursor)
         # Every changed engineering item, also those already synced with one ticket above: it
         # may be linked from other tickets too (duplicates reported by several customers).
-        changed = list(self.polled["right"].values())
-        self._prefetch("right", changed)
-        self.each(lambda part, item: part._process("right", item), changed)
+        self._sync_page("right", list(self.polled["right"].values()))
         if right_cursor is not None and not self.dry_run:
             self.store.set_cursor(flow.right.name, flow.name, right_cursor)
         log.info("engine.pass_done", flow=flow.name, items=self.stats.items_seen, writes=self.stats.writes,
@@ -590,9 +592,68 @@ class _FlowPass:
 
         side_by_side(self.pool, one, items)
 
-    def _prefetch(self, side: Side, items: Sequence[Item]) -> None:
-        if len(items) > 1:
-            self.prefetched[side].update(self.store.links_for_many(self.flow.name, side, [i.id for i in items]))
+    def _sync_page(self, side: Side, items: Sequence[Item]) -> None:
+        """Sync polled items, a batch of them at a time: the items of a batch are locked together,
+        read under their locks in one query, synced (side by side on the engine's threads) and
+        committed in one transaction (`Store.commit_batch`), so the store costs a few statements per
+        batch instead of several per item. An item that shares a lock with an earlier item of its
+        batch (two tickets following one issue), is held by another process, or whose links changed
+        before it was locked, is synced on its own afterwards, as a webhook's or a worker's item is.
+        A crash before a batch's commit loses its commits, not its changes: the cursor has not moved
+        past them, and replaying a pushed item is harmless (snapshots, comment markers)."""
+        for start in range(0, len(items), _BATCH):
+            chunk = items[start:start + _BATCH]
+            links = self.store.links_for_many(self.flow.name, side, [item.id for item in chunk])
+            alone = self._sync_batch(side, chunk, links) if not self.dry_run and len(chunk) > 1 else chunk
+            for item in alone:
+                self.prefetched[side][item.id] = links[item.id]
+            self.each(lambda part, item: part._process(side, item), alone)
+
+    def _sync_batch(self, side: Side, items: Sequence[Item], links: Mapping[str, list[Link]]) -> list[Item]:
+        """Part of `_sync_page`: sync and commit what can be batched; the items left to sync alone."""
+        alone: list[Item] = []
+        batched: dict[str, tuple[Item, list[str]]] = {}  # item id -> (item, its locks)
+        taken: set[str] = set()
+        for item in items:
+            names = self._lock_names(side, item.id, links[item.id])
+            if item.id in batched or not taken.isdisjoint(names):
+                alone.append(item)
+            elif item.id not in self.done[side]:
+                batched[item.id] = item, names
+                taken.update(names)
+        locks = self.store.locks
+        got = locks.try_acquire_groups([names for _item, names in batched.values()])
+        held = [entry for entry, ok in zip(batched.values(), got, strict=True) if ok]
+        alone += [item for (item, _names), ok in zip(batched.values(), got, strict=True) if not ok]
+        try:
+            fresh = self.store.links_and_refs_many(self.flow.name, side, [item.id for item, _names in held])
+            ready: list[tuple[Item, list[Link], dict[int, set[str]]]] = []
+            for item, _names in held:
+                if fresh[item.id][0] == links[item.id]:
+                    ready.append((item, *fresh[item.id]))
+                else:  # synced elsewhere meanwhile: alone, it is read again and its new counterparts locked
+                    alone.append(item)
+            self.batch = Batch()
+            try:
+                self.each(lambda part, entry: part._sync_held(side, *entry), ready)
+            finally:
+                # Also when an item raised: the commits of the items synced before it are kept.
+                batch, self.batch = self.batch, None
+                self.store.commit_batch(batch)
+        finally:
+            locks.release([name for _item, names in held for name in names])
+        return alone
+
+    def _sync_held(self, side: Side, item: Item, links: list[Link], refs: dict[int, set[str]]) -> None:
+        """Sync an item of a batch: its locks are held and its links and their comment refs read."""
+        if item.id in self.done[side]:  # synced since the page was read (a webhook's nudge)
+            return
+        self.done[side].add(item.id)
+        self.refs = refs
+        try:
+            self._process_held(side, item, links)
+        finally:
+            self.refs = {}
 
     def _read_all(self, side: Side) -> str | None:
         connector = self.flow.connector(side)
@@ -725,9 +786,7 @@ class _FlowPass:
     def _locked(self, side: Side, item_id: str, links: Sequence[Link], also: Iterable[str] = ()) -> Iterator[None]:
         """Hold the item and its counterparts (those of `links`, and `also`: ids on the other side),
         waiting up to `lock_wait` for another process that holds one of them."""
-        counterparts = [link.id_on(other(side)) for link in links] + list(also)
-        names = [item_lock(self.flow.connector(side).name, item_id)] + [
-            item_lock(self.flow.connector(other(side)).name, one) for one in counterparts]
+        names = self._lock_names(side, item_id, links, also)
         locks = self.store.locks
         deadline = time.monotonic() + self.lock_wait
         while not locks.try_acquire(names):
@@ -744,6 +803,12 @@ class _FlowPass:
             log.debug("engine.items_freed", items=names)
             self.refs = {}
             locks.release(names)
+
+    def _lock_names(self, side: Side, item_id: str, links: Sequence[Link], also: Iterable[str] = ()) -> list[str]:
+        """The locks of an item and its counterparts (those of `links`, and `also`)."""
+        counterparts = [link.id_on(other(side)) for link in links] + list(also)
+        return [item_lock(self.flow.connector(side).name, item_id)] + [
+            item_lock(self.flow.connector(other(side)).name, one) for one in counterparts]
 
     def _process_held(self, side: Side, item: Item, links: list[Link]) -> None:
         pending = [link for link in links if link.id not in self.done_links]
@@ -873,8 +938,11 @@ class _FlowPass:
         comments, adopted = comment_ops(self.flow.mapping, item, side, None, self._mirrored_refs(link))
         if comments or adopted:
             return False
-        self.store.record_versions(link.id, item.version if side == "left" else None,
-                                   item.version if side == "right" else None)
+        versions = (item.version if side == "left" else None, item.version if side == "right" else None)
+        if self.batch is not None:
+            self.batch.record_versions(link.id, *versions)
+        else:
+            self.store.record_versions(link.id, *versions)
         if self.sla is not None:
             self.sla.observe(item)
         log.debug("engine.echo_skipped", flow=self.flow.name, item=item.key, counterpart=link.key_on(other(side)))
@@ -946,8 +1014,7 @@ class _FlowPass:
             return None, blocked
         results = {side: self._push(side, {"left": left, "right": right}[side].id, decision.ops[side])
                    for side in SIDES if decision.ops[side]}
-        committed = self._commit(left, right, decision, results, intent=intent,
-                                 role=link.role if link else None)
+        committed = self._commit(left, right, decision, results, intent=intent, link=link)
         return committed, None
 
     def _create(self, side: Side, item: Item, *, adopt_only: bool = False,
@@ -1104,7 +1171,9 @@ class _FlowPass:
 
     def _commit(self, left: Item, right: Item, decision: Decision, results: Mapping[Side, PushResult],
                 *, intent: tuple[Side, str] | None = None,
-                versions: Mapping[Side, str | None] | None = None, role: str | None = None) -> Link:
+                versions: Mapping[Side, str | None] | None = None, link: Link | None = None) -> Link:
+        """Commit a pushed pair: `link`, its existing link (None: a new one, or the pair's link
+        if it has one); held back for the batch's commit while a batch is synced."""
         items = {"left": left, "right": right}
         ids = {s: results[s].item_id if s in results else items[s].id for s in SIDES}
         keys = {s: results[s].item_key if s in results else items[s].key for s in SIDES}
@@ -1129,14 +1198,18 @@ class _FlowPass:
                 f"{keys['left']} <-> {keys['right']}: {conflict.field} changed on both sides "
                 f"(left {conflict.left_value!r}, right {conflict.right_value!r}); "
                 f"{conflict.winner} won by {conflict.rule}")
-        link = self.store.commit_item(ItemCommit(
+        commit = ItemCommit(
             flow=self.flow.name, left_id=ids["left"], left_key=keys["left"], right_id=ids["right"],
             right_key=keys["right"], snapshot=dict(decision.snapshot or {}),
             left_version=versions["left"], right_version=versions["right"],
             comment_links=comment_links, audit=audit,
             resolve_intent=intent,
             clear_failures=[(trackers[s], ids[s]) for s in SIDES],
-            role=role))
+            role=link.role if link else None)
+        if self.batch is not None and link is not None and intent is None:
+            link = self.batch.update(link, commit)
+        else:
+            link = self.store.commit_item(commit)
         self.held.difference_update((trackers[s], ids[s]) for s in SIDES)
         self.done_links.add(link.id)
         self.refs.pop(link.id, None)

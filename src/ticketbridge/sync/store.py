@@ -145,6 +145,33 @@ class ItemCommit:
     role: str | None = None
 
 
+@dataclass
+class Batch:
+    """The writes of many items, held back to be committed in one transaction (`Store.commit_batch`):
+    commits of pairs whose link exists, and versions seen with nothing to do. Appends are atomic,
+    so the threads syncing a page's items share one."""
+
+    updates: list[tuple[Link, ItemCommit]] = field(default_factory=list)
+    versions: list[tuple[int, str | None, str | None]] = field(default_factory=list)
+
+    def update(self, link: Link, c: ItemCommit) -> Link:
+        """Hold `c`, the commit of `link`'s own pair (role kept), checked as `commit_item` checks it
+        before writing; returns the link as it will be once committed."""
+        if (c.flow, c.left_id, c.right_id) != (link.flow, link.left_id, link.right_id) or c.resolve_intent:
+            raise ValueError("a batch holds commits of existing links only (no new link, no intent)")
+        snapshot = _checked_commit(c)
+        self.updates.append((link, c))
+        return _committed_link(c, link.id, link.role, snapshot)
+
+    def record_versions(self, link_id: int, left_version: str | None, right_version: str | None) -> None:
+        """`Store.record_versions`, held back."""
+        if left_version is not None or right_version is not None:
+            self.versions.append((link_id, left_version, right_version))
+
+    def __len__(self) -> int:
+        return len(self.updates) + len(self.versions)
+
+
 # -- schema -----------------------------------------------------------------------------------
 # The tables as the code uses them. Migrations under migrations/versions/ create them; a test
 # compares the two so they cannot drift apart.
@@ -467,6 +494,28 @@ def _insert(conn: Connection, table: sa.Table) -> Any:
     return sqlite.insert(table)
 
 
+def _checked_commit(c: ItemCommit) -> dict[str, Any]:
+    """The snapshot as the row will hold it (and as a read gives it back: JSON turns tuples into
+    lists), once everything `c` would write is checked, before anything is written."""
+    snapshot = _json_roundtrip(c.snapshot, "snapshot")
+    for _kind, side, detail in c.audit:
+        if side is not None:
+            _check_side(side)
+        _json_value(detail, "audit detail")
+    if c.resolve_intent is not None:
+        _check_side(c.resolve_intent[0])
+    if c.role is not None and c.role not in ROLES:
+        raise ValueError(f"link role must be one of {', '.join(ROLES)}, not {c.role!r}")
+    return snapshot
+
+
+def _committed_link(c: ItemCommit, link_id: int, role: str, snapshot: dict[str, Any]) -> Link:
+    """The link row as `c` writes it (no read back: the values are all here)."""
+    return Link(id=link_id, flow=c.flow, left_id=c.left_id, left_key=c.left_key, right_id=c.right_id,
+                right_key=c.right_key, snapshot=snapshot, left_version=c.left_version,
+                right_version=c.right_version, role=role)
+
+
 def _link(row: sa.Row[Any]) -> Link:
     return Link(
         id=row.id,
@@ -578,7 +627,7 @@ def _links_and_refs_query(side: str) -> sa.Select[Any]:
     cl = comment_links_t
     refs = (sa.select(sa.func.aggregate_strings(cl.c.source_ref + _REF_SEP + cl.c.target_ref, _PAIR_SEP))
             .where(cl.c.flow == links_t.c.flow, cl.c.link_id == links_t.c.id).scalar_subquery())
-    return _links_for_query(side).add_columns(refs.label("refs"))
+    return _links_for_query(side, many=True).add_columns(refs.label("refs"))
 
 
 _LINKS_FOR = {side: _links_for_query(side) for side in SIDES}
@@ -733,25 +782,35 @@ class Store:
 
     def links_and_refs(self, flow: str, side: str, item_id: str) -> tuple[list[Link], dict[int, set[str]]]:
         """`links_for` and the `mirrored_refs` of each link, in one query (once the item is locked)."""
-        links: list[Link] = []
-        refs: dict[int, set[str]] = {}
-        with self._reader.connect() as conn:
-            for row in conn.execute(_LINKS_AND_REFS[_check_side(side)], {"flow": flow, "item_id": item_id}):
-                links.append(_link(row))
-                refs[row.id] = set(row.refs.replace(_PAIR_SEP, _REF_SEP).split(_REF_SEP)) if row.refs else set()
-        return links, refs
+        return self.links_and_refs_many(flow, side, [item_id])[item_id]
+
+    def links_and_refs_many(self, flow: str, side: str,
+                            item_ids: Iterable[str]) -> dict[str, tuple[list[Link], dict[int, set[str]]]]:
+        """`links_and_refs` of many items in one query a chunk: {item id: (links, refs)}, every id present."""
+        found: dict[str, tuple[list[Link], dict[int, set[str]]]] = {}
+        for item_id, rows in self._rows_by_item(_LINKS_AND_REFS[_check_side(side)], flow, side, item_ids):
+            links = [_link(row) for row in rows]
+            found[item_id] = links, {row.id: set(row.refs.replace(_PAIR_SEP, _REF_SEP).split(_REF_SEP))
+                                     if row.refs else set() for row in rows}
+        return found
 
     def links_for_many(self, flow: str, side: str, item_ids: Iterable[str]) -> dict[str, list[Link]]:
         """`links_for` of many items in one query a chunk: {item id: its links}, every id present."""
+        return {item_id: [_link(row) for row in rows]
+                for item_id, rows in self._rows_by_item(_LINKS_FOR_MANY[_check_side(side)], flow, side, item_ids)}
+
+    def _rows_by_item(self, query: sa.Select[Any], flow: str, side: str,
+                      item_ids: Iterable[str]) -> Iterator[tuple[str, list[sa.Row[Any]]]]:
+        """(item id, its link rows) for every id, from one query a chunk of ids."""
         ids = list(dict.fromkeys(item_ids))
-        found: dict[str, list[Link]] = {item_id: [] for item_id in ids}
-        query = _LINKS_FOR_MANY[_check_side(side)]
+        column = f"{side}_id"
         with self._reader.connect() as conn:
             for start in range(0, len(ids), _IN_CHUNK):
-                for row in conn.execute(query, {"flow": flow, "item_ids": ids[start:start + _IN_CHUNK]}):
-                    link = _link(row)
-                    found[link.id_on(side)].append(link)
-        return found
+                chunk = ids[start:start + _IN_CHUNK]
+                rows: dict[str, list[sa.Row[Any]]] = {item_id: [] for item_id in chunk}
+                for row in conn.execute(query, {"flow": flow, "item_ids": chunk}):
+                    rows[row._mapping[column]].append(row)
+                yield from rows.items()
 
     def link_between(self, flow: str, left_id: str, right_id: str) -> Link | None:
         t = links_t
@@ -853,18 +912,7 @@ class Store:
         for an item that already has a primary link to a different item raises LinkConflict and
         nothing is written.
         """
-        # The snapshot as the row will hold it (and as a read gives it back: JSON turns tuples into
-        # lists), checked before anything is written; the returned Link carries it.
-        snapshot = _json_roundtrip(c.snapshot, "snapshot")
-        for _kind, side, detail in c.audit:
-            if side is not None:
-                _check_side(side)
-            _json_value(detail, "audit detail")
-        if c.resolve_intent is not None:
-            _check_side(c.resolve_intent[0])
-        if c.role is not None and c.role not in ROLES:
-            raise ValueError(f"link role must be one of {', '.join(ROLES)}, not {c.role!r}")
-
+        snapshot = _checked_commit(c)
         try:
             with self._engine.begin() as conn:
                 return self._apply_commit(conn, c, snapshot)
@@ -878,25 +926,53 @@ class Store:
     def _apply_commit(self, conn: Connection, c: ItemCommit, snapshot: dict[str, Any]) -> Link:
         now = _now()
         link_id, role = self._upsert_link(conn, c, now)
-        self._insert_comment_links(conn, c.flow, link_id, c.comment_links, now)
-        if c.audit:
-            conn.execute(
-                _INSERT_AUDIT,
-                [
-                    {"ts": now, "flow": c.flow, "link_id": link_id, "kind": k, "side": s, "detail": d}
-                    for k, s, d in c.audit
-                ],
-            )
+        self._write_item_rows(conn, [(link_id, c)], now)
         if c.resolve_intent is not None:
             source_side, source_id = c.resolve_intent
             conn.execute(_DELETE_INTENT, {"flow": c.flow, "source_side": source_side, "source_id": source_id})
-        if c.clear_failures:
-            conn.execute(_RESOLVE_FAILURE, [{"b_flow": c.flow, "b_tracker": tracker, "b_item_id": item_id, "b_now": now}
-                                            for tracker, item_id in c.clear_failures])
-        # The row as just written (no read back: the values are all here).
-        return Link(id=link_id, flow=c.flow, left_id=c.left_id, left_key=c.left_key, right_id=c.right_id,
-                    right_key=c.right_key, snapshot=snapshot, left_version=c.left_version,
-                    right_version=c.right_version, role=role)
+        return _committed_link(c, link_id, role, snapshot)
+
+    def commit_batch(self, batch: Batch) -> None:
+        """Commit what `batch` holds in ONE transaction: each item's outcome as `commit_item` makes
+        it (link, snapshot, versions, comment mirrors, audit, failure resolution), then the versions
+        seen. A transaction per item costs more than the rest of an item's sync (on PostgreSQL, a
+        round trip per statement), so the engine commits a page of items at once, each statement
+        executed for all of them. Each item's writes are still all or nothing."""
+        if not batch:
+            return
+        now = _now()
+        with self._engine.begin() as conn:
+            if batch.updates:
+                # By id: the links exist (a link is never deleted) and keep their roles, so there
+                # is nothing to insert and no primary that could clash (see `_upsert_link`).
+                conn.execute(_UPDATE_LINK, [
+                    {"b_link_id": link.id, "b_left_key": c.left_key, "b_right_key": c.right_key,
+                     "b_snapshot": c.snapshot, "b_left_version": c.left_version,
+                     "b_right_version": c.right_version, "b_role": link.role, "b_now": now}
+                    for link, c in batch.updates])
+                self._write_item_rows(conn, [(link.id, c) for link, c in batch.updates], now)
+            if batch.versions:
+                conn.execute(_RECORD_VERSIONS, [
+                    {"b_link_id": link_id, "b_left_version": left, "b_right_version": right, "b_now": now}
+                    for link_id, left, right in batch.versions])
+
+    def _write_item_rows(self, conn: Connection, commits: list[tuple[int, ItemCommit]], now: datetime) -> None:
+        """The comment mirrors, audit rows and resolved failures of commits (link id, commit): one
+        statement each for all of them."""
+        # A pair already present (replayed event, or a mirror recognised by its marker after a
+        # crash) is not an error: the first mapping wins.
+        mirrors = [{"link_id": link_id, "flow": c.flow, "source_ref": source, "target_ref": target, "created_at": now}
+                   for link_id, c in commits for source, target in c.comment_links]
+        if mirrors:
+            conn.execute(self._prepared["comment_links"], mirrors)
+        audit = [{"ts": now, "flow": c.flow, "link_id": link_id, "kind": kind, "side": side, "detail": detail}
+                 for link_id, c in commits for kind, side, detail in c.audit]
+        if audit:
+            conn.execute(_INSERT_AUDIT, audit)
+        failures = [{"b_flow": c.flow, "b_tracker": tracker, "b_item_id": item_id, "b_now": now}
+                    for _link_id, c in commits for tracker, item_id in c.clear_failures]
+        if failures:
+            conn.execute(_RESOLVE_FAILURE, failures)
 
     def _upsert_link(self, conn: Connection, c: ItemCommit, now: datetime) -> tuple[int, str]:
         """(link id, role) of the link written."""
@@ -938,21 +1014,6 @@ class Store:
         )
         assert result.inserted_primary_key is not None
         return int(result.inserted_primary_key[0]), role
-
-    def _insert_comment_links(
-        self, conn: Connection, flow: str, link_id: int, pairs: list[tuple[str, str]], now: datetime
-    ) -> None:
-        if not pairs:
-            return
-        # A pair already present (replayed event, or a mirror recognised by its marker after a
-        # crash) is not an error: the first mapping wins.
-        conn.execute(
-            self._prepared["comment_links"],
-            [
-                {"link_id": link_id, "flow": flow, "source_ref": s, "target_ref": t, "created_at": now}
-                for s, t in pairs
-            ],
-        )
 
     def record_versions(self, link_id: int, left_version: str | None, right_version: str | None) -> None:
         """Remember versions of items seen with nothing to do. None leaves that side's version as is

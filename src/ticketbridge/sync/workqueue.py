@@ -232,16 +232,24 @@ class Locks:
 
     def try_acquire(self, names: Sequence[str]) -> bool:
         """Take every lock in `names`, or none of them. Never waits, so never deadlocks."""
+        return self.try_acquire_groups([names])[0]
+
+    def try_acquire_groups(self, groups: Sequence[Sequence[str]]) -> list[bool]:
+        """`try_acquire` of each group (disjoint groups: no name in two), in one round trip for them
+        all: whether each group is now held, all of its names, or none of them."""
         with self._mutex:
-            wanted = list(dict.fromkeys(names))
-            if any(n in self._held for n in wanted):
-                return False
-            taken = self._try_all(wanted)
-            if len(taken) < len(wanted):
-                self._unlock_all(taken)
-                return False
-            self._held.update(taken)
-            return True
+            wanted = [[] if any(n in self._held for n in group) else list(dict.fromkeys(group)) for group in groups]
+            names = [name for group in wanted for name in group]
+            if len(set(names)) < len(names):
+                raise ValueError("lock groups must be disjoint")
+            taken = set(self._try_all(names)) if names else set()
+            got = [bool(group) and taken.issuperset(group) for group in wanted]
+            self._unlock_all([name for group, ok in zip(wanted, got, strict=True) if not ok
+                              for name in group if name in taken])
+            for group, ok in zip(wanted, got, strict=True):
+                if ok:
+                    self._held.update(group)
+            return got
 
     def release(self, names: Iterable[str]) -> None:
         with self._mutex:

@@ -506,7 +506,8 @@ def _pattern_spans(identity: Identity, text: str) -> list[tuple[int, int]]:
 @pytest.mark.parametrize("text", [
     "Nothing personal in here at all.",
     "JANE   doe called", "ask jane.doe@CLIENT.example", "call +49 (30) 123-4567 now", "0049 30 1234567",
-    "SAM KELVIN wrote", "\u212aelvin", "acme\ngmbh", "Jane Doesn't", "no 4930123456 here", "stra\u00dfe Jane Doe",
+    "SAM KELVIN wrote", "\u212aelvin", "acme\ngmbh", "Jane\t\r\n Doe", "Jane\x1fDoe", "Jane Doesn't",
+    "no 4930123456 here", "stra\u00dfe Jane Doe",
 ])
 def test_the_prefilter_finds_what_the_pattern_finds(text: str) -> None:
     found = list(_identity_detector(PREFILTER_IDENTITY)(text))
@@ -514,7 +515,16 @@ def test_the_prefilter_finds_what_the_pattern_finds(text: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list("JjaneDOEacmegbh@.+-()/ 0123479 \u017f\u212a\u0130\u00dfkKsS\n")),
+@given(st.text(alphabet=st.sampled_from(list("JjaneDOEacmegbh@.+-()/ 0123479 \t\x1f\u017f\u212a\u0130\u00dfkKsS\n")),
                max_size=60))
 def test_the_prefilter_never_hides_a_match(text: str) -> None:
     assert list(_identity_detector(PREFILTER_IDENTITY)(text)) == _pattern_spans(PREFILTER_IDENTITY, text)
+
+
+def test_the_pattern_is_compiled_only_for_text_that_holds_a_whole_name() -> None:
+    # The name's words apart ("Customer" ... "12") are everywhere in tickets; only together can they match.
+    detector = _identity_detector(Identity(names=("Customer 12",), organizations=("Client 7 Ltd",)))
+    assert list(detector("The customer asked again about ticket 12 for client 7.")) == []
+    assert "pattern" not in vars(detector)
+    assert list(detector("Reported by CUSTOMER\n 12.")) == [(12, 24)]
+    assert "pattern" in vars(detector)

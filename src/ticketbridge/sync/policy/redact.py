@@ -491,15 +491,16 @@ _NON_DIGITS = re.compile(r"\D")
 @functools.lru_cache(maxsize=256)
 def _identity_detector(identity: Identity) -> Detector:
     patterns: list[str] = []
-    # What each pattern's matches must contain (a name's first word, an email, a phone's digits),
-    # to pass over the usual text, which names nobody, without compiling this ticket's pattern.
+    # What each pattern's matches must contain (a name's words one space apart once the text's
+    # whitespace is, an email, a phone's digits), to pass over the usual text, which names nobody,
+    # without compiling this ticket's pattern.
     needles: list[str] = []
     digit_runs: list[str] = []
     for value in (*identity.names, *identity.organizations):
         words = value.split()
         if words and len(" ".join(words)) >= 2:
             patterns.append(r"(?<!\w)" + r"\s+".join(map(re.escape, words)) + r"(?!\w)")
-            needles.append(words[0].casefold())
+            needles.append(" ".join(words).casefold())
     for value in identity.emails:
         if value.strip():
             patterns.append(r"(?<![\w.%+-])" + re.escape(value.strip()) + r"(?![\w-])")
@@ -531,7 +532,7 @@ class _IdentityDetector:
 
     def __call__(self, text: str) -> Iterator[Span]:
         if self._prefilter and text.isascii():
-            lowered = text.lower()
+            lowered = " ".join(text.lower().split())  # split() takes all of \s's ASCII whitespace apart
             if not any(needle in lowered for needle in self._needles) and not self._has_digit_run(text):
                 return iter(())
         return (m.span() for m in self.pattern.finditer(text))
