@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ticketbridge.sync.policy.redact import (
+    _FOLD_TO_ASCII,
     KINDS,
     Finding,
     Identity,
@@ -494,8 +496,14 @@ def test_direct_construction_is_validated_too() -> None:
 # The identity detector's prefilter passes over text only where its pattern finds nothing
 # --------------------------------------------------------------------------------------------------
 
-PREFILTER_IDENTITY = Identity(names=("Jane Doe", "\u017fam Kelvin"), organizations=("ACME GmbH",),
-                              emails=("jane.doe@client.example",), phones=("+49 30 1234567",))
+# The first prefilters (its needles are ASCII once case-folded: "\u017fam" is "sam"); the second's
+# "Zo\u00eb" has Unicode case rules, so its pattern always runs.
+PREFILTER_IDENTITIES = [
+    Identity(names=("Jane Doe", "\u017fam Kelvin"), organizations=("ACME GmbH",), emails=("jane.doe@client.example",),
+             phones=("+49 30 1234567",)),
+    Identity(names=("Jane Doe", "Zo\u00eb Kelvin"), organizations=("ACME GmbH",), emails=("jane.doe@client.example",),
+             phones=("+49 30 1234567",)),
+]
 
 
 def _pattern_spans(identity: Identity, text: str) -> list[tuple[int, int]]:
@@ -503,22 +511,29 @@ def _pattern_spans(identity: Identity, text: str) -> list[tuple[int, int]]:
     return [m.span() for m in _identity_detector(identity).pattern.finditer(text)]  # type: ignore[attr-defined]
 
 
+def test_only_ascii_needles_prefilter() -> None:
+    assert [_identity_detector(identity)._prefilter for identity in PREFILTER_IDENTITIES] == [True, False]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("identity", PREFILTER_IDENTITIES)
 @pytest.mark.parametrize("text", [
     "Nothing personal in here at all.",
     "JANE   doe called", "ask jane.doe@CLIENT.example", "call +49 (30) 123-4567 now", "0049 30 1234567",
-    "SAM KELVIN wrote", "\u212aelvin", "acme\ngmbh", "Jane\t\r\n Doe", "Jane\x1fDoe", "Jane Doesn't",
+    "SAM KELVIN wrote", "\u017fAM \u212aELVIN wrote", "\u212aelvin", "acme\ngmbh", "Jane\t\r\n Doe", "Jane\x1fDoe",
+    "Jane\u00a0Doe", "JANE D\u0130E", "SAM KELV\u0130N", "\u017fam kelv\u0131n", "Jane Doesn't",
     "no 4930123456 here", "stra\u00dfe Jane Doe",
 ])
-def test_the_prefilter_finds_what_the_pattern_finds(text: str) -> None:
-    found = list(_identity_detector(PREFILTER_IDENTITY)(text))
-    assert found == _pattern_spans(PREFILTER_IDENTITY, text)
+def test_the_prefilter_finds_what_the_pattern_finds(identity: Identity, text: str) -> None:
+    found = list(_identity_detector(identity)(text))
+    assert found == _pattern_spans(identity, text)
 
 
+@pytest.mark.parametrize("identity", PREFILTER_IDENTITIES)
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list("JjaneDOEacmegbh@.+-()/ 0123479 \t\x1f\u017f\u212a\u0130\u00dfkKsS\n")),
-               max_size=60))
-def test_the_prefilter_never_hides_a_match(text: str) -> None:
-    assert list(_identity_detector(PREFILTER_IDENTITY)(text)) == _pattern_spans(PREFILTER_IDENTITY, text)
+@given(text=st.text(alphabet=st.sampled_from(list(
+    "JjaneDOEacmegbhSsKkLlVvIiMm@.+-()/ 0123479 \t\x1f\u00a0\u017f\u212a\u0130\u0131\u00dfkKsS\n")), max_size=60))
+def test_the_prefilter_never_hides_a_match(identity: Identity, text: str) -> None:
+    assert list(_identity_detector(identity)(text)) == _pattern_spans(identity, text)
 
 
 def test_the_pattern_is_compiled_only_for_text_that_holds_a_whole_name() -> None:
@@ -528,3 +543,21 @@ def test_the_pattern_is_compiled_only_for_text_that_holds_a_whole_name() -> None
     assert "pattern" not in vars(detector)
     assert list(detector("Reported by CUSTOMER\n 12.")) == [(12, 24)]
     assert "pattern" in vars(detector)
+
+
+def test_the_prefilter_folds_every_letter_that_matches_an_ascii_one() -> None:
+    # The prefilter folds text with _FOLD_TO_ASCII: it must know every character that re's
+    # IGNORECASE lets match an ASCII letter or digit (a Python release could add one).
+    ascii_class = re.compile(r"[a-z0-9]", re.IGNORECASE)
+    for code in range(0x80, sys.maxunicode + 1):
+        char = chr(code)
+        if ascii_class.match(char):
+            folded = char.translate(_FOLD_TO_ASCII)
+            assert folded.isascii() and re.fullmatch(re.escape(folded), char, re.IGNORECASE), hex(code)
+
+
+def test_the_prefilter_passes_over_non_ascii_text_without_the_name() -> None:
+    detector = _identity_detector(Identity(names=("Customer 12",)))
+    assert list(detector("Zendesk #12 \u00b7 reply by 100000012: still failing")) == []
+    assert "pattern" not in vars(detector)
+    assert list(detector("\u00b7 CU\u017fTOMER\u00a012 \u00b7")) == [(2, 13)]

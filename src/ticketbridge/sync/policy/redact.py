@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import ipaddress
 import re
+import string
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -516,13 +517,19 @@ def _identity_detector(identity: Identity) -> Detector:
     return _IdentityDetector(patterns, needles, digit_runs)
 
 
+# Under re.IGNORECASE an ASCII letter matches itself, its other case and these four letters, nothing
+# else (a test checks every code point): folded this way, a text holds every ASCII needle it matches.
+_FOLD_TO_ASCII = str.maketrans({**{c: c.lower() for c in string.ascii_uppercase},
+                                "\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+
+
 class _IdentityDetector:
     """One ticket's identity pattern, compiled only when a text may match it."""
 
     def __init__(self, patterns: list[str], needles: list[str], digit_runs: list[str]) -> None:
         self._patterns, self._needles, self._digit_runs = patterns, needles, digit_runs
-        # Only ASCII needles in ASCII text: there, a case-insensitive match contains its needle in
-        # the lower-cased text (elsewhere Unicode case rules allow more, so the pattern always runs).
+        # ASCII needles only: a case-insensitive match of one contains it in the text case-folded
+        # by `_FOLD_TO_ASCII` (a non-ASCII needle's case rules are Unicode's: its pattern always runs).
         self._prefilter = all(needle.isascii() for needle in (*needles, *digit_runs))
 
     @functools.cached_property
@@ -531,9 +538,10 @@ class _IdentityDetector:
         return re.compile("|".join(sorted(self._patterns, key=len, reverse=True)), re.IGNORECASE)
 
     def __call__(self, text: str) -> Iterator[Span]:
-        if self._prefilter and text.isascii():
-            lowered = " ".join(text.lower().split())  # split() takes all of \s's ASCII whitespace apart
-            if not any(needle in lowered for needle in self._needles) and not self._has_digit_run(text):
+        if self._prefilter:
+            folded = text.lower() if text.isascii() else text.translate(_FOLD_TO_ASCII)
+            folded = " ".join(folded.split())  # split() separates at every character \s matches
+            if not any(needle in folded for needle in self._needles) and not self._has_digit_run(text):
                 return iter(())
         return (m.span() for m in self.pattern.finditer(text))
 
