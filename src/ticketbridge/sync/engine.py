@@ -1171,9 +1171,9 @@ class _FlowPass:
 
     def _commit(self, left: Item, right: Item, decision: Decision, results: Mapping[Side, PushResult],
                 *, intent: tuple[Side, str] | None = None,
-                versions: Mapping[Side, str | None] | None = None, link: Link | None = None) -> Link:
-        """Commit a pushed pair: `link`, its existing link (None: a new one, or the pair's link
-        if it has one); held back for the batch's commit while a batch is synced."""
+                versions: Mapping[Side, str | None] | None = None, link: Link | None = None) -> Link | None:
+        """Commit a pushed pair, whose link is `link` (None: a new one, or the pair's link if it has
+        one). The link as committed; None when held back for the batch's commit (see `_sync_page`)."""
         items = {"left": left, "right": right}
         ids = {s: results[s].item_id if s in results else items[s].id for s in SIDES}
         keys = {s: results[s].item_key if s in results else items[s].key for s in SIDES}
@@ -1206,10 +1206,11 @@ class _FlowPass:
             resolve_intent=intent,
             clear_failures=[(trackers[s], ids[s]) for s in SIDES],
             role=link.role if link else None)
+        committed: Link | None = None
         if self.batch is not None and link is not None and intent is None:
-            link = self.batch.update(link, commit)
+            self.batch.update(link, commit)
         else:
-            link = self.store.commit_item(commit)
+            link = committed = self.store.commit_item(commit)
         self.held.difference_update((trackers[s], ids[s]) for s in SIDES)
         self.done_links.add(link.id)
         self.refs.pop(link.id, None)
@@ -1218,7 +1219,7 @@ class _FlowPass:
             self.sla.observe(right)
         log.info("engine.item_synced", flow=self.flow.name, left=keys["left"], right=keys["right"],
                  role=link.role, writes=decision.writes, conflicts=len(decision.conflicts))
-        return link
+        return committed
 
     # -- failures --------------------------------------------------------------------------
     def _fail(self, side: Side, item: Item, error: TrackerError) -> None:

@@ -154,14 +154,12 @@ class Batch:
     updates: list[tuple[Link, ItemCommit]] = field(default_factory=list)
     versions: list[tuple[int, str | None, str | None]] = field(default_factory=list)
 
-    def update(self, link: Link, c: ItemCommit) -> Link:
-        """Hold `c`, the commit of `link`'s own pair (role kept), checked as `commit_item` checks it
-        before writing; returns the link as it will be once committed."""
+    def update(self, link: Link, c: ItemCommit) -> None:
+        """Hold `c`, the commit of `link`'s own pair (role kept), checked as `commit_item` checks it."""
         if (c.flow, c.left_id, c.right_id) != (link.flow, link.left_id, link.right_id) or c.resolve_intent:
             raise ValueError("a batch holds commits of existing links only (no new link, no intent)")
-        snapshot = _checked_commit(c)
+        _checked_commit(c)
         self.updates.append((link, c))
-        return _committed_link(c, link.id, link.role, snapshot)
 
     def record_versions(self, link_id: int, left_version: str | None, right_version: str | None) -> None:
         """`Store.record_versions`, held back."""
@@ -481,12 +479,6 @@ def _json_value(value: Any, what: str) -> Any:
     return value
 
 
-def _json_roundtrip(value: Any, what: str) -> Any:
-    """`value` as the store gives it back (checked as `_json_value` does): JSON turns tuples into
-    lists and keys into strings."""
-    return json.loads(_json_text(value, what))
-
-
 def _insert(conn: Connection, table: sa.Table) -> Any:
     """An INSERT that supports ON CONFLICT on both SQLite and PostgreSQL."""
     if conn.dialect.name == "postgresql":
@@ -494,10 +486,9 @@ def _insert(conn: Connection, table: sa.Table) -> Any:
     return sqlite.insert(table)
 
 
-def _checked_commit(c: ItemCommit) -> dict[str, Any]:
-    """The snapshot as the row will hold it (and as a read gives it back: JSON turns tuples into
-    lists), once everything `c` would write is checked, before anything is written."""
-    snapshot = _json_roundtrip(c.snapshot, "snapshot")
+def _checked_commit(c: ItemCommit) -> str:
+    """The snapshot's JSON text, once everything `c` would write is checked (before anything is)."""
+    snapshot = _json_text(c.snapshot, "snapshot")
     for _kind, side, detail in c.audit:
         if side is not None:
             _check_side(side)
@@ -679,6 +670,8 @@ _RESOLVE_FAILURE = sa.update(failures_t).where(
     failures_t.c.flow == sa.bindparam("b_flow"), failures_t.c.tracker == sa.bindparam("b_tracker"),
     failures_t.c.item_id == sa.bindparam("b_item_id"), failures_t.c.state == "open",
 ).values(state="resolved", updated_at=_param("b_now", failures_t.c.updated_at))
+_OPEN_FAILURES = sa.select(failures_t.c.flow, failures_t.c.tracker, failures_t.c.item_id).where(
+    failures_t.c.state == "open", failures_t.c.flow.in_(sa.bindparam("flows", expanding=True)))
 _INSERT_AUDIT = sa.insert(audit_t)
 _CURSOR = sa.select(cursors_t.c.value).where(cursors_t.c.tracker == sa.bindparam("tracker"),
                                              cursors_t.c.scope == sa.bindparam("scope"))
@@ -912,7 +905,9 @@ class Store:
         for an item that already has a primary link to a different item raises LinkConflict and
         nothing is written.
         """
-        snapshot = _checked_commit(c)
+        # The snapshot as the row will hold it and a read gives it back (JSON turns tuples into
+        # lists): the returned Link carries it.
+        snapshot = json.loads(_checked_commit(c))
         try:
             with self._engine.begin() as conn:
                 return self._apply_commit(conn, c, snapshot)
@@ -969,10 +964,14 @@ class Store:
                  for link_id, c in commits for kind, side, detail in c.audit]
         if audit:
             conn.execute(_INSERT_AUDIT, audit)
-        failures = [{"b_flow": c.flow, "b_tracker": tracker, "b_item_id": item_id, "b_now": now}
-                    for _link_id, c in commits for tracker, item_id in c.clear_failures]
-        if failures:
-            conn.execute(_RESOLVE_FAILURE, failures)
+        clear = {(c.flow, tracker, item_id) for _link_id, c in commits for tracker, item_id in c.clear_failures}
+        if len(commits) > 1:
+            # Of the many items a batch clears, few (usually none) have a failure: one read finds them.
+            flows = list({flow for flow, _tracker, _item_id in clear})
+            clear &= {tuple(row) for row in conn.execute(_OPEN_FAILURES, {"flows": flows})}
+        if clear:
+            conn.execute(_RESOLVE_FAILURE, [{"b_flow": flow, "b_tracker": tracker, "b_item_id": item_id, "b_now": now}
+                                            for flow, tracker, item_id in clear])
 
     def _upsert_link(self, conn: Connection, c: ItemCommit, now: datetime) -> tuple[int, str]:
         """(link id, role) of the link written."""
