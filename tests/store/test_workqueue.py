@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 
 from ticketbridge.sync.store import Store
 from ticketbridge.sync.workqueue import WorkQueue, item_lock
@@ -183,5 +184,32 @@ def test_on_sqlite_locks_are_per_process(tmp_path: pytest.TempPathFactory) -> No
         assert not locks.try_acquire(["item:jira:1"])  # another thread of this process
         locks.release(["item:jira:1"])
         assert locks.try_acquire(["item:jira:1"])
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_lock_groups_are_each_all_or_nothing_in_one_round_trip(pg_stores: list[Store]) -> None:
+    a, b, c = (store.locks for store in pg_stores)
+    x, y, z, w = (item_lock("zendesk", str(n)) for n in range(4))
+    assert b.try_acquire([z])
+    statements: list[str] = []
+    sa.event.listen(a._conn, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    assert a.try_acquire_groups([[x, y], [w, z]]) == [True, False]  # z is b's: a's second group is not taken
+    assert len(statements) == 2  # one statement tries all four locks, one gives w back
+    assert c.try_acquire([w]) and not c.try_acquire([x]) and not c.try_acquire([y])
+    with pytest.raises(ValueError, match="disjoint"):
+        a.try_acquire_groups([[w], [w]])
+
+
+def test_on_sqlite_lock_groups_are_each_all_or_nothing(tmp_path: pytest.TempPathFactory) -> None:
+    store = Store.open(f"sqlite:///{tmp_path}/s.db")
+    try:
+        locks = store.locks
+        assert locks.try_acquire(["item:jira:3"])
+        assert locks.try_acquire_groups([["item:jira:1", "item:zendesk:1"], ["item:jira:2", "item:jira:3"],
+                                         ["item:jira:4"]]) == [True, False, True]
+        assert locks.try_acquire(["item:jira:2"])  # the refused group took nothing
+        assert not locks.try_acquire(["item:zendesk:1"])
     finally:
         store.close()

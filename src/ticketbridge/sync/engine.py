@@ -1,10 +1,12 @@
 """The sync loop: capture -> normalize -> map -> decide -> push -> commit.
 
 One pass of a flow polls both trackers from their stored cursors, decides per item with the pure
-functions of `decide`, pushes through the connectors and commits each item in one store
-transaction. A cursor advances only after every item of its page is committed or recorded as a
-failure, so a crash at any point replays work instead of losing it; snapshots make the replay
-harmless, and the creation intent + marker search make it duplicate-free.
+functions of `decide`, pushes through the connectors and commits each item's outcome all or nothing:
+the polled items of a batch in one store transaction (see `_FlowPass._sync_page`), any other item
+(a webhook's, a worker's, a retry) in one of its own. A cursor advances only after every item of its
+page is committed or recorded as a failure, so a crash at any point replays work instead of losing
+it; snapshots make the replay harmless, and the creation intent + marker search make it
+duplicate-free.
 
 Links are many-to-many (see store.py): processing an item syncs it with every item it is linked
 to. A primary link syncs both ways; a follower link (a ticket attached to an existing engineering
@@ -1223,9 +1225,8 @@ class _FlowPass:
 
     # -- failures --------------------------------------------------------------------------
     def _fail(self, side: Side, item: Item, error: TrackerError) -> None:
-        reason = type(error).__name__.lower()
-        if reason == "ratelimited":
-            reason = "retryable"
+        # Every retryable error (a rate limit, a busy item) is retried by the next pass by itself.
+        reason = "retryable" if isinstance(error, Retryable) else type(error).__name__.lower()
         message = error.message
         self.stats.failures.append(f"{item.key}: {error}")
         log.warning("engine.item_failed", flow=self.flow.name, item=item.key, tracker=error.tracker,
