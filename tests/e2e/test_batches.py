@@ -142,3 +142,25 @@ def test_an_item_that_raises_keeps_the_commits_of_its_batch_before_it(bridge: Br
     monkeypatch.setattr(bridge.flow.right, "push", push)
     bridge.sync_until_quiet()  # the cursor stayed behind the page: the replay syncs the rest
     assert [jira_summary(bridge, ticket) for ticket in ids] == [f"Renamed {ticket}" for ticket in ids]
+
+
+def test_an_item_whose_link_changed_before_its_locks_is_read_again_alone(bridge: Bridge,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = seed(bridge.sandbox, 3)
+    bridge.sync_until_quiet()
+    for ticket in ids:
+        bridge.sandbox.zendesk.update_ticket(ticket, subject=f"Renamed {ticket}")
+    stamps_of = bridge.store.link_stamps_many
+
+    def stale(flow: str, side: str, item_ids: Any) -> Any:
+        stamps = stamps_of(flow, side, item_ids)
+        if str(ids[1]) in stamps:  # as if another process wrote the link after this read
+            stamps[str(ids[1])] = [(link_id, counterpart, None) for link_id, counterpart, _at in stamps[str(ids[1])]]
+        return stamps
+
+    monkeypatch.setattr(bridge.store, "link_stamps_many", stale)
+    batches, alone = record_commits(monkeypatch)
+    stats = bridge.sync()
+    assert not stats.failures
+    assert batches == [[str(ids[0]), str(ids[2])]] and alone == [str(ids[1])]
+    assert [jira_summary(bridge, ticket) for ticket in ids] == [f"Renamed {ticket}" for ticket in ids]

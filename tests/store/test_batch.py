@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ticketbridge.sync.store import FOLLOWER, PRIMARY, Batch, ItemCommit, Link, Store
+from ticketbridge.sync.store import FOLLOWER, PRIMARY, Batch, ItemCommit, Link, Store, link_stamp
 
 FLOW = "zendesk-jira"
 
@@ -99,3 +99,15 @@ def test_links_and_refs_of_many_items_come_in_one_read_each_id_present(store: St
     assert [link.left_id for link in links] == ["1", "2"]  # primary first
     assert refs == {first.id: {"zendesk:5", "jira:6"}, follower.id: set()}
     assert found["404"] == ([], {})
+
+
+def test_link_stamps_name_the_counterparts_and_change_with_every_write(store: Store) -> None:
+    first, follower, _third = linked(store)
+    stamps = store.link_stamps_many(FLOW, "right", ["101", "404"])
+    assert stamps == {"101": [link_stamp(link, "right") for link in store.links_for(FLOW, "right", "101")],
+                      "404": []}
+    assert [(link_id, counterpart) for link_id, counterpart, _at in stamps["101"]] == [(first.id, "1"),
+                                                                                      (follower.id, "2")]
+    store.record_versions(follower.id, "v2", None)  # a write that another process could have made
+    after = store.link_stamps_many(FLOW, "right", ["101"])["101"]
+    assert after[0] == stamps["101"][0] and after[1] != stamps["101"][1]

@@ -68,7 +68,7 @@ from .model import (
 )
 from .scrubbing import Scrubber
 from .sla_service import SlaService, SlaStats
-from .store import FOLLOWER, Batch, Failure, ItemCommit, Link, Store
+from .store import FOLLOWER, Batch, Failure, ItemCommit, Link, Store, link_stamp
 from .workqueue import WorkItem, WorkQueue, item_lock
 
 log = structlog.get_logger(__name__)
@@ -530,9 +530,6 @@ class _FlowPass:
         self.loaded: dict[Side, dict[str, Item]] = {"left": {}, "right": {}}
         self.done: dict[Side, set[str]] = {"left": set(), "right": set()}  # items processed
         self.done_links: set[int] = set()  # pairs synced (an issue is reached from each ticket)
-        # The links of a page's items, read in one query before they are processed; each item's
-        # are read again once it is locked (see `_process`), so these only save the first read.
-        self.prefetched: dict[Side, dict[str, list[Link]]] = {"left": {}, "right": {}}
         # While a batch of polled items is synced: their commits, held back to be made together.
         self.batch: Batch | None = None
         # Comment refs of links whose items this part holds locked (only their commits change
@@ -605,19 +602,19 @@ class _FlowPass:
         past them, and replaying a pushed item is harmless (snapshots, comment markers)."""
         for start in range(0, len(items), _BATCH):
             chunk = items[start:start + _BATCH]
-            links = self.store.links_for_many(self.flow.name, side, [item.id for item in chunk])
-            alone = self._sync_batch(side, chunk, links) if not self.dry_run and len(chunk) > 1 else chunk
-            for item in alone:
-                self.prefetched[side][item.id] = links[item.id]
+            alone = self._sync_batch(side, chunk) if not self.dry_run and len(chunk) > 1 else chunk
             self.each(lambda part, item: part._process(side, item), alone)
 
-    def _sync_batch(self, side: Side, items: Sequence[Item], links: Mapping[str, list[Link]]) -> list[Item]:
+    def _sync_batch(self, side: Side, items: Sequence[Item]) -> list[Item]:
         """Part of `_sync_page`: sync and commit what can be batched; the items left to sync alone."""
+        # Before the locks, only what they need: the counterparts (no snapshots), and when each
+        # link was written, to tell whether it changed before its items were locked.
+        stamps = self.store.link_stamps_many(self.flow.name, side, [item.id for item in items])
         alone: list[Item] = []
         batched: dict[str, tuple[Item, list[str]]] = {}  # item id -> (item, its locks)
         taken: set[str] = set()
         for item in items:
-            names = self._lock_names(side, item.id, links[item.id])
+            names = self._lock_names(side, item.id, [counterpart for _link, counterpart, _at in stamps[item.id]])
             if item.id in batched or not taken.isdisjoint(names):
                 alone.append(item)
             elif item.id not in self.done[side]:
@@ -631,8 +628,9 @@ class _FlowPass:
             fresh = self.store.links_and_refs_many(self.flow.name, side, [item.id for item, _names in held])
             ready: list[tuple[Item, list[Link], dict[int, set[str]]]] = []
             for item, _names in held:
-                if fresh[item.id][0] == links[item.id]:
-                    ready.append((item, *fresh[item.id]))
+                links, refs = fresh[item.id]
+                if [link_stamp(link, side) for link in links] == stamps[item.id]:
+                    ready.append((item, links, refs))
                 else:  # synced elsewhere meanwhile: alone, it is read again and its new counterparts locked
                     alone.append(item)
             self.batch = Batch()
@@ -751,9 +749,7 @@ class _FlowPass:
     def _process(self, side: Side, item: Item) -> None:
         if item.id in self.done[side]:
             return
-        links = self.prefetched[side].pop(item.id, None)
-        if links is None:
-            links = self.store.links_for(self.flow.name, side, item.id)
+        links = self.store.links_for(self.flow.name, side, item.id)
         try:
             while True:
                 with self._locked(side, item.id, links):
@@ -788,7 +784,7 @@ class _FlowPass:
     def _locked(self, side: Side, item_id: str, links: Sequence[Link], also: Iterable[str] = ()) -> Iterator[None]:
         """Hold the item and its counterparts (those of `links`, and `also`: ids on the other side),
         waiting up to `lock_wait` for another process that holds one of them."""
-        names = self._lock_names(side, item_id, links, also)
+        names = self._lock_names(side, item_id, [link.id_on(other(side)) for link in links] + list(also))
         locks = self.store.locks
         deadline = time.monotonic() + self.lock_wait
         while not locks.try_acquire(names):
@@ -806,9 +802,8 @@ class _FlowPass:
             self.refs = {}
             locks.release(names)
 
-    def _lock_names(self, side: Side, item_id: str, links: Sequence[Link], also: Iterable[str] = ()) -> list[str]:
-        """The locks of an item and its counterparts (those of `links`, and `also`)."""
-        counterparts = [link.id_on(other(side)) for link in links] + list(also)
+    def _lock_names(self, side: Side, item_id: str, counterparts: Iterable[str]) -> list[str]:
+        """The locks of an item and of its counterparts (ids on the other side)."""
         return [item_lock(self.flow.connector(side).name, item_id)] + [
             item_lock(self.flow.connector(other(side)).name, one) for one in counterparts]
 

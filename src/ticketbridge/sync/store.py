@@ -82,6 +82,9 @@ class Link:
     left_version: str | None
     right_version: str | None
     role: str = PRIMARY
+    # When the row was last written, as a read gives it (None on a link a commit returns): not part
+    # of a link's value, only a cheap sign that it changed (see `link_stamps_many`).
+    updated_at: datetime | None = field(default=None, compare=False)
 
     @property
     def primary(self) -> bool:
@@ -519,7 +522,18 @@ def _link(row: sa.Row[Any]) -> Link:
         left_version=row.left_version,
         right_version=row.right_version,
         role=row.role,
+        updated_at=row.updated_at,
     )
+
+
+# (link id, the item's counterpart, when the link was last written): enough to lock an item's
+# counterparts and to tell, once they are locked, whether its links changed meanwhile.
+LinkStamp = tuple[int, str, datetime | None]
+
+
+def link_stamp(link: Link, side: str) -> LinkStamp:
+    """The stamp of `link` seen from its item on `side`."""
+    return link.id, link.id_on("right" if side == "left" else "left"), link.updated_at
 
 
 def _failure(row: sa.Row[Any]) -> Failure:
@@ -594,11 +608,11 @@ def _param(name: str, column: sa.Column[Any]) -> sa.BindParameter[Any]:
     return sa.bindparam(name, type_=column.type)
 
 
-def _links_for_query(side: str, many: bool = False) -> sa.Select[Any]:
+def _links_for_query(side: str, many: bool = False, columns: Any = (links_t,)) -> sa.Select[Any]:
     """Every link of an item (`:item_id`), or of several (`many`: `:item_ids`), primary first."""
     col = links_t.c.left_id if side == "left" else links_t.c.right_id
     match = col.in_(sa.bindparam("item_ids", expanding=True)) if many else col == sa.bindparam("item_id")
-    return (sa.select(links_t).where(links_t.c.flow == sa.bindparam("flow"), match)
+    return (sa.select(*columns).where(links_t.c.flow == sa.bindparam("flow"), match)
             .order_by(sa.case((links_t.c.role == PRIMARY, 0), else_=1), links_t.c.id))
 
 
@@ -624,6 +638,8 @@ def _links_and_refs_query(side: str) -> sa.Select[Any]:
 _LINKS_FOR = {side: _links_for_query(side) for side in SIDES}
 _LINKS_AND_REFS = {side: _links_and_refs_query(side) for side in SIDES}
 _LINKS_FOR_MANY = {side: _links_for_query(side, many=True) for side in SIDES}
+_LINK_STAMPS_MANY = {side: _links_for_query(side, many=True, columns=(
+    links_t.c.id, links_t.c.left_id, links_t.c.right_id, links_t.c.updated_at)) for side in SIDES}
 _LINK_BY_PAIR = sa.select(links_t.c.id, links_t.c.role).where(
     links_t.c.flow == sa.bindparam("flow"), links_t.c.left_id == sa.bindparam("left_id"),
     links_t.c.right_id == sa.bindparam("right_id"))
@@ -791,6 +807,13 @@ class Store:
         """`links_for` of many items in one query a chunk: {item id: its links}, every id present."""
         return {item_id: [_link(row) for row in rows]
                 for item_id, rows in self._rows_by_item(_LINKS_FOR_MANY[_check_side(side)], flow, side, item_ids)}
+
+    def link_stamps_many(self, flow: str, side: str, item_ids: Iterable[str]) -> dict[str, list[LinkStamp]]:
+        """The `link_stamp` of every link of many items, in `links_for` order, without the links'
+        snapshots: {item id: its stamps}, every id present."""
+        other_id = "right_id" if _check_side(side) == "left" else "left_id"
+        return {item_id: [(row.id, row._mapping[other_id], row.updated_at) for row in rows]
+                for item_id, rows in self._rows_by_item(_LINK_STAMPS_MANY[side], flow, side, item_ids)}
 
     def _rows_by_item(self, query: sa.Select[Any], flow: str, side: str,
                       item_ids: Iterable[str]) -> Iterator[tuple[str, list[sa.Row[Any]]]]:
