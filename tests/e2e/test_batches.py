@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from ticketbridge.connectors.base import Page
+from ticketbridge.connectors.errors import Permanent
 from ticketbridge.sync import engine as engine_mod
 from ticketbridge.sync.engine import Engine
 from ticketbridge.sync.store import Batch, Store
@@ -164,3 +166,39 @@ def test_an_item_whose_link_changed_before_its_locks_is_read_again_alone(bridge:
     assert not stats.failures
     assert batches == [[str(ids[0]), str(ids[2])]] and alone == [str(ids[1])]
     assert [jira_summary(bridge, ticket) for ticket in ids] == [f"Renamed {ticket}" for ticket in ids]
+
+
+def test_a_pair_failing_after_its_issues_other_pair_was_synced_stays_in_failures(
+        bridge: Bridge, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = seed(bridge.sandbox, 3)
+    bridge.sync_until_quiet()
+    first, second = (bridge.store.link_for(FLOW, "left", str(ticket)) for ticket in ids[:2])
+    assert first is not None and second is not None
+    engine = Engine(bridge.store, [bridge.flow])
+    engine.attach(FLOW, str(ids[2]), first.right_key)  # ticket 3 follows ticket 1's issue
+    bridge.sync_until_quiet()
+    push = bridge.flow.left.push
+
+    def refuse_ticket_3(item_id: str | None, ops: Any) -> Any:
+        if item_id == str(ids[2]):
+            raise Permanent("zendesk", "422: ticket 3 is closed for updates", status=422)
+        return push(item_id, ops)
+
+    monkeypatch.setattr(bridge.flow.left, "push", refuse_ticket_3)
+    bridge.sandbox.jira.transition(first.right_key, "Done")  # both issues change: a batch of two
+    bridge.sandbox.jira.transition(second.right_key, "Done")
+    poll = bridge.flow.right.poll
+
+    def in_id_order(cursor: str | None, select: Any) -> Any:
+        # Ticket 3's own issue (the look-back window returns it too) shares ticket 3's lock with the
+        # first issue: polled after it, it is synced alone after the batch, not the first issue.
+        for page in poll(cursor, select):
+            yield Page(sorted(page.items, key=lambda item: int(item.id)), page.cursor)
+
+    monkeypatch.setattr(bridge.flow.right, "poll", in_id_order)
+    batches, alone = record_commits(monkeypatch)
+    stats = engine.sync_once()
+    assert batches == [[str(ids[0]), str(ids[1])]] and alone == []  # the primary pairs, committed together
+    assert bridge.sandbox.zendesk.ticket(ids[0])["status"] == "solved"
+    failure = bridge.store.open_failure(FLOW, "jira", first.right_id)
+    assert failure is not None and "ticket 3 is closed" in failure.message and stats.failures

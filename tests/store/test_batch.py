@@ -111,3 +111,23 @@ def test_link_stamps_name_the_counterparts_and_change_with_every_write(store: St
     store.record_versions(follower.id, "v2", None)  # a write that another process could have made
     after = store.link_stamps_many(FLOW, "right", ["101"])["101"]
     assert after[0] == stamps["101"][0] and after[1] != stamps["101"][1]
+
+
+def test_a_batch_leaves_open_the_failures_recorded_since_it_began(store: Store) -> None:
+    first, follower, _third = linked(store)
+    store.record_failure(FLOW, "jira", "101", "ENG-101", "error", "http_500", "before the batch")
+    batch = Batch()
+    batch.update(first, commit("1", "101", role=PRIMARY, clear_failures=[("zendesk", "1"), ("jira", "101")]))
+    before = store.open_failure(FLOW, "jira", "101")
+    assert before is not None
+    store.commit_batch(batch)
+    assert store.open_failure(FLOW, "jira", "101") is None  # older than the batch: its pair's commit clears it
+
+    batch = Batch()
+    batch.update(first, commit("1", "101", role=PRIMARY, clear_failures=[("zendesk", "1"), ("jira", "101")]))
+    # The other pair (its follower) fails after the first pair was synced in this batch.
+    store.record_failure(FLOW, "jira", "101", "ENG-101", "error", "http_500", "the follower's pair failed")
+    batch.update(follower, commit("2", "101", role=FOLLOWER, clear_failures=[("zendesk", "2")]))
+    store.commit_batch(batch)
+    still = store.open_failure(FLOW, "jira", "101")
+    assert still is not None and still.message.endswith("the follower's pair failed")

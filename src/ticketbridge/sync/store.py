@@ -156,6 +156,9 @@ class Batch:
 
     updates: list[tuple[Link, ItemCommit]] = field(default_factory=list)
     versions: list[tuple[int, str | None, str | None]] = field(default_factory=list)
+    # A failure recorded since (a pair of an item failing after another pair of it was synced) is
+    # newer than the commits it would be cleared by: it stays open, as it would after theirs.
+    started: datetime = field(default_factory=lambda: _now())
 
     def update(self, link: Link, c: ItemCommit) -> None:
         """Hold `c`, the commit of `link`'s own pair (role kept), checked as `commit_item` checks it."""
@@ -686,8 +689,9 @@ _RESOLVE_FAILURE = sa.update(failures_t).where(
     failures_t.c.flow == sa.bindparam("b_flow"), failures_t.c.tracker == sa.bindparam("b_tracker"),
     failures_t.c.item_id == sa.bindparam("b_item_id"), failures_t.c.state == "open",
 ).values(state="resolved", updated_at=_param("b_now", failures_t.c.updated_at))
-_OPEN_FAILURES = sa.select(failures_t.c.flow, failures_t.c.tracker, failures_t.c.item_id).where(
-    failures_t.c.state == "open", failures_t.c.flow.in_(sa.bindparam("flows", expanding=True)))
+_OPEN_FAILURES = sa.select(
+    failures_t.c.flow, failures_t.c.tracker, failures_t.c.item_id, failures_t.c.updated_at,
+).where(failures_t.c.state == "open", failures_t.c.flow.in_(sa.bindparam("flows", expanding=True)))
 _INSERT_AUDIT = sa.insert(audit_t)
 _CURSOR = sa.select(cursors_t.c.value).where(cursors_t.c.tracker == sa.bindparam("tracker"),
                                              cursors_t.c.scope == sa.bindparam("scope"))
@@ -968,15 +972,17 @@ class Store:
                      "b_snapshot": c.snapshot, "b_left_version": c.left_version,
                      "b_right_version": c.right_version, "b_role": link.role, "b_now": now}
                     for link, c in batch.updates])
-                self._write_item_rows(conn, [(link.id, c) for link, c in batch.updates], now)
+                self._write_item_rows(conn, [(link.id, c) for link, c in batch.updates], now, batch.started)
             if batch.versions:
                 conn.execute(_RECORD_VERSIONS, [
                     {"b_link_id": link_id, "b_left_version": left, "b_right_version": right, "b_now": now}
                     for link_id, left, right in batch.versions])
 
-    def _write_item_rows(self, conn: Connection, commits: list[tuple[int, ItemCommit]], now: datetime) -> None:
+    def _write_item_rows(self, conn: Connection, commits: list[tuple[int, ItemCommit]], now: datetime,
+                         failed_before: datetime | None = None) -> None:
         """The comment mirrors, audit rows and resolved failures of commits (link id, commit): one
-        statement each for all of them."""
+        statement each for all of them. `failed_before`: only failures last recorded earlier are
+        resolved (a batch's, see `Batch.started`)."""
         # A pair already present (replayed event, or a mirror recognised by its marker after a
         # crash) is not an error: the first mapping wins.
         mirrors = [{"link_id": link_id, "flow": c.flow, "source_ref": source, "target_ref": target, "created_at": now}
@@ -988,10 +994,11 @@ class Store:
         if audit:
             conn.execute(_INSERT_AUDIT, audit)
         clear = {(c.flow, tracker, item_id) for _link_id, c in commits for tracker, item_id in c.clear_failures}
-        if len(commits) > 1:
+        if clear and failed_before is not None:
             # Of the many items a batch clears, few (usually none) have a failure: one read finds them.
             flows = list({flow for flow, _tracker, _item_id in clear})
-            clear &= {tuple(row) for row in conn.execute(_OPEN_FAILURES, {"flows": flows})}
+            clear &= {(row.flow, row.tracker, row.item_id) for row in conn.execute(_OPEN_FAILURES, {"flows": flows})
+                      if row.updated_at < failed_before}
         if clear:
             conn.execute(_RESOLVE_FAILURE, [{"b_flow": flow, "b_tracker": tracker, "b_item_id": item_id, "b_now": now}
                                             for flow, tracker, item_id in clear])
