@@ -30,6 +30,15 @@ def jira_summary(bridge: Bridge, ticket: int) -> str:
     return summary.split("] ", 1)[1]
 
 
+def renamed_after_sync(bridge: Bridge, count: int, renamed: int | None = None) -> list[int]:
+    """`count` tickets synced until quiet, then the first `renamed` (all by default) renamed in Zendesk."""
+    ids = seed(bridge.sandbox, count)
+    bridge.sync_until_quiet()
+    for ticket in ids[:renamed]:
+        bridge.sandbox.zendesk.update_ticket(ticket, subject=f"Renamed {ticket}")
+    return ids
+
+
 def record_commits(monkeypatch: pytest.MonkeyPatch) -> tuple[list[list[str]], list[str]]:
     """(the left ids of each batch committed, the left ids committed one by one), as they happen."""
     batches: list[list[str]] = []
@@ -52,10 +61,7 @@ def record_commits(monkeypatch: pytest.MonkeyPatch) -> tuple[list[list[str]], li
 
 def test_a_polled_page_commits_its_changed_items_in_one_transaction(bridge: Bridge,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    ids = seed(bridge.sandbox, 6)
-    bridge.sync_until_quiet()
-    for ticket in ids[:5]:
-        bridge.sandbox.zendesk.update_ticket(ticket, subject=f"Renamed {ticket}")
+    ids = renamed_after_sync(bridge, 6, renamed=5)
     batches, alone = record_commits(monkeypatch)
     stats = bridge.sync()
     assert not stats.failures and stats.fields_pushed == {"left_to_right": 5}
@@ -122,10 +128,7 @@ def test_two_tickets_on_one_issue_are_never_synced_at_once(bridge: Bridge, monke
 
 def test_an_item_that_raises_keeps_the_commits_of_its_batch_before_it(bridge: Bridge,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    ids = seed(bridge.sandbox, 4)
-    bridge.sync_until_quiet()
-    for ticket in ids:
-        bridge.sandbox.zendesk.update_ticket(ticket, subject=f"Renamed {ticket}")
+    ids = renamed_after_sync(bridge, 4)
     push = bridge.flow.right.push
 
     def broken_push(item_id: str | None, ops: Any) -> Any:
@@ -148,10 +151,7 @@ def test_an_item_that_raises_keeps_the_commits_of_its_batch_before_it(bridge: Br
 
 def test_an_item_whose_link_changed_before_its_locks_is_read_again_alone(bridge: Bridge,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    ids = seed(bridge.sandbox, 3)
-    bridge.sync_until_quiet()
-    for ticket in ids:
-        bridge.sandbox.zendesk.update_ticket(ticket, subject=f"Renamed {ticket}")
+    ids = renamed_after_sync(bridge, 3)
     stamps_of = bridge.store.link_stamps_many
 
     def stale(flow: str, side: str, item_ids: Any) -> Any:

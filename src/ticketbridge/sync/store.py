@@ -506,13 +506,6 @@ def _checked_commit(c: ItemCommit) -> str:
     return snapshot
 
 
-def _committed_link(c: ItemCommit, link_id: int, role: str, snapshot: dict[str, Any]) -> Link:
-    """The link row as `c` writes it (no read back: the values are all here)."""
-    return Link(id=link_id, flow=c.flow, left_id=c.left_id, left_key=c.left_key, right_id=c.right_id,
-                right_key=c.right_key, snapshot=snapshot, left_version=c.left_version,
-                right_version=c.right_version, role=role)
-
-
 def _link(row: sa.Row[Any]) -> Link:
     return Link(
         id=row.id,
@@ -952,7 +945,10 @@ class Store:
         if c.resolve_intent is not None:
             source_side, source_id = c.resolve_intent
             conn.execute(_DELETE_INTENT, {"flow": c.flow, "source_side": source_side, "source_id": source_id})
-        return _committed_link(c, link_id, role, snapshot)
+        # The row as just written (no read back: the values are all here).
+        return Link(id=link_id, flow=c.flow, left_id=c.left_id, left_key=c.left_key, right_id=c.right_id,
+                    right_key=c.right_key, snapshot=snapshot, left_version=c.left_version,
+                    right_version=c.right_version, role=role)
 
     def commit_batch(self, batch: Batch) -> None:
         """Commit what `batch` holds in ONE transaction: each item's outcome as `commit_item` makes
