@@ -234,14 +234,18 @@ class MemoryZendesk:
 
     def touch(self, number: int) -> dict[str, Any]:
         """The ticket, made mutable, with a new updated_at and a place in the export."""
-        ticket = self.changed.setdefault(number, base_ticket(number))
+        ticket = self.changed.get(number)
+        if ticket is None:
+            ticket = self.changed[number] = base_ticket(number)
         ticket["updated_at"] = zd_time(self.clock.tick())
         self.seq += 1
         self.log.append((self.seq, number))
         return ticket
 
     def add_comment(self, number: int, body: str, author: int, public: bool) -> str:
-        comments = self.comments.setdefault(number, base_ticket_comments(number))
+        comments = self.comments.get(number)
+        if comments is None:
+            comments = self.comments[number] = base_ticket_comments(number)
         self.next_comment += 1
         comments.append(zd_comment(self.next_comment, body, author, zd_time(self.clock.now), public))
         return str(self.next_comment)
@@ -382,7 +386,9 @@ class MemoryJira:
                 "status": [ticket["status"], self.status[ticket["status"]]]}
 
     def touch(self, number: int) -> dict[str, Any]:
-        issue = self.changed.setdefault(number, self.base_issue(number))
+        issue = self.changed.get(number)
+        if issue is None:
+            issue = self.changed[number] = self.base_issue(number)
         issue["fields"]["updated"] = updated = jira_time(self.clock.tick())
         self.log.append((updated, number))
         return issue

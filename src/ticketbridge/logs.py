@@ -9,6 +9,7 @@ URLs, and base64 text that decodes to a registered secret (a Basic header of "em
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import re
 import sys
@@ -75,9 +76,14 @@ def scrub_text(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=1024)
+def _secret_key(key: str) -> bool:
+    return key != "event" and _SECRET_KEYS.search(key) is not None  # a few keys, on every line
+
+
 def scrub(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event.items()):
-        if _SECRET_KEYS.search(key) and key != "event" and value:
+        if _secret_key(key) and value:
             event[key] = MASK
         elif isinstance(value, str):
             event[key] = scrub_text(value)

@@ -161,6 +161,26 @@ def test_v3_issue_normalizes_custom_fields_marker_and_all_comments() -> None:
     assert late.body == "late comment"
 
 
+def test_a_comment_is_normalized_anew_when_edited_and_reused_while_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    connector = mocked()
+    raw = {"id": "7", "author": {"displayName": "Bo"}, "created": "2026-01-31T13:02:00.000+0000",
+           "updated": "2026-01-31T13:02:00.000+0000", "body": text_to_adf("first words")}
+    [first] = connector._comments("10", {"comments": [raw], "total": 1}) or ()
+    [again] = connector._comments("10", {"comments": [dict(raw)], "total": 1}) or ()
+    assert again is first  # the same version of the comment: not converted again
+    edited = {**raw, "updated": "2026-01-31T14:00:00.000+0000", "body": text_to_adf("second words")}
+    hidden = {**edited, "visibility": {"type": "role", "value": "Developers"}}
+    [after_edit] = connector._comments("10", {"comments": [edited], "total": 1}) or ()
+    [after_hiding] = connector._comments("10", {"comments": [hidden], "total": 1}) or ()
+    assert (first.body, after_edit.body, after_edit.public, after_hiding.public) == (
+        "first words", "second words", True, False)
+
+    monkeypatch.setattr("ticketbridge.connectors.jira.connector._SEEN_COMMENTS", 20)
+    for n in range(100):
+        connector._comments("10", {"comments": [{**raw, "id": str(n)}], "total": 1})
+    assert len(connector._seen_comments) <= 20  # bounded: the oldest go
+
+
 @pytest.mark.parametrize("label", ["tb-", "tb-Zendesk-1", "tb-zendesk", "zendesk-1", "tb-zendesk-"])
 def test_labels_that_are_not_our_marker_give_no_marker(label: str) -> None:
     assert marker_from_label(label) is None

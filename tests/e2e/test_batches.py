@@ -47,7 +47,7 @@ def record_commits(monkeypatch: pytest.MonkeyPatch) -> tuple[list[list[str]], li
 
     def batch_spy(self: Store, batch: Batch) -> None:
         if batch.updates:
-            batches.append([c.left_id for _link, c in batch.updates])
+            batches.append([c.left_id for _link, c, _snapshot in batch.updates])
         commit_batch(self, batch)
 
     def item_spy(self: Store, c: Any) -> Any:

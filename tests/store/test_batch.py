@@ -131,3 +131,36 @@ def test_a_batch_leaves_open_the_failures_recorded_since_it_began(store: Store) 
     store.commit_batch(batch)
     still = store.open_failure(FLOW, "jira", "101")
     assert still is not None and still.message.endswith("the follower's pair failed")
+
+
+def test_rows_of_one_link_in_a_batch_end_as_written_one_by_one(store: Store) -> None:
+    # On PostgreSQL a batch writes its rows in one statement each, which applies one row per link:
+    # rows for one link are merged first, to what the rows one after the other would leave.
+    first, _follower, third = linked(store)
+    batch = Batch()
+    batch.update(first, commit("1", "101", snapshot={"status": ["pending", "In Review"]}, left_version="v1",
+                               role=PRIMARY, audit=[("update", "right", {"n": 1})]))
+    batch.update(first, commit("1", "101", snapshot={"status": ["solved", "Done"]}, left_version="v2",
+                               right_version="w2", role=PRIMARY, audit=[("update", "right", {"n": 2})],
+                               comment_links=[("zendesk:11", "jira:9001")]))
+    batch.record_versions(third.id, "v4", None)
+    batch.record_versions(third.id, None, "w4")
+    batch.record_versions(third.id, "v5", None)
+    store.commit_batch(batch)
+    [now] = store.links_for(FLOW, "left", "1")
+    assert (now.snapshot, now.left_version, now.right_version) == ({"status": ["solved", "Done"]}, "v2", "w2")
+    [versions] = store.links_for(FLOW, "left", "3")
+    assert (versions.left_version, versions.right_version) == ("v5", "w4")
+    assert [entry.detail for entry in store.audit(FLOW)] == [{"n": 1}, {"n": 2}]  # in the order held
+
+
+def test_a_batch_keeps_the_first_mirror_of_a_comment(store: Store) -> None:
+    first, _follower, _third = linked(store)
+    store.commit_item(commit("1", "101", comment_links=[("zendesk:11", "jira:9001")], role=PRIMARY))
+    batch = Batch()
+    batch.update(first, commit("1", "101", role=PRIMARY,
+                               comment_links=[("zendesk:11", "jira:9999"), ("zendesk:12", "jira:9002"),
+                                              ("zendesk:12", "jira:9003")]))
+    store.commit_batch(batch)  # a replayed mirror is no error
+    assert store.links_and_refs(FLOW, "left", "1")[1][first.id] == {"zendesk:11", "jira:9001", "zendesk:12",
+                                                                    "jira:9002"}

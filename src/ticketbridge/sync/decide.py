@@ -49,12 +49,13 @@ def direction_from(side: Side) -> Direction:
 
 def canon(value: Any) -> Any:
     """One comparable form per value: trackers disagree on empty vs null, list order, CRLF."""
-    if value is None or value == "" or value == () or value == []:
-        return None
-    if isinstance(value, list | tuple | set | frozenset):
-        return tuple(sorted(canon(v) for v in value))
+    # Strings first: most values are (a decision canonicalizes every field of both items).
     if isinstance(value, str):
-        return value.replace("\r\n", "\n").rstrip()
+        return value.replace("\r\n", "\n").rstrip() if value else None
+    if isinstance(value, list | tuple):
+        return tuple(sorted(canon(v) for v in value)) if value else None
+    if isinstance(value, set | frozenset):
+        return tuple(sorted(canon(v) for v in value))
     return value
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,7 +154,7 @@ class Batch:
     commits of pairs whose link exists, and versions seen with nothing to do. Appends are atomic,
     so the threads syncing a page's items share one."""
 
-    updates: list[tuple[Link, ItemCommit]] = field(default_factory=list)
+    updates: list[tuple[Link, ItemCommit, str]] = field(default_factory=list)  # with the snapshot's JSON
     versions: list[tuple[int, str | None, str | None]] = field(default_factory=list)
     # A failure recorded since (a pair of an item failing after another pair of it was synced) is
     # newer than the commits it would be cleared by: it stays open, as it would after theirs.
@@ -164,8 +164,7 @@ class Batch:
         """Hold `c`, the commit of `link`'s own pair (role kept), checked as `commit_item` checks it."""
         if (c.flow, c.left_id, c.right_id) != (link.flow, link.left_id, link.right_id) or c.resolve_intent:
             raise ValueError("a batch holds commits of existing links only (no new link, no intent)")
-        _checked_commit(c)
-        self.updates.append((link, c))
+        self.updates.append((link, c, _checked_commit(c)))
 
     def record_versions(self, link_id: int, left_version: str | None, right_version: str | None) -> None:
         """`Store.record_versions`, held back."""
@@ -604,10 +603,15 @@ def _param(name: str, column: sa.Column[Any]) -> sa.BindParameter[Any]:
     return sa.bindparam(name, type_=column.type)
 
 
-def _links_for_query(side: str, many: bool = False, columns: Any = (links_t,)) -> sa.Select[Any]:
-    """Every link of an item (`:item_id`), or of several (`many`: `:item_ids`), primary first."""
+def _links_for_query(side: str, many: str = "", columns: Any = (links_t,)) -> sa.Select[Any]:
+    """Every link of an item (`:item_id`), or of several (`many`: `:item_ids`), primary first.
+    many="array" (PostgreSQL): the ids as one array, so the statement's text does not change with
+    their number and the server prepares it once; "in": an IN (...) list."""
     col = links_t.c.left_id if side == "left" else links_t.c.right_id
-    match = col.in_(sa.bindparam("item_ids", expanding=True)) if many else col == sa.bindparam("item_id")
+    if many == "array":
+        match = col == sa.any_(sa.bindparam("item_ids", type_=postgresql.ARRAY(sa.String)))
+    else:
+        match = col.in_(sa.bindparam("item_ids", expanding=True)) if many else col == sa.bindparam("item_id")
     return (sa.select(*columns).where(links_t.c.flow == sa.bindparam("flow"), match)
             .order_by(sa.case((links_t.c.role == PRIMARY, 0), else_=1), links_t.c.id))
 
@@ -624,28 +628,37 @@ def _clash_query(side: str) -> sa.Select[Any]:
 _REF_SEP, _PAIR_SEP = "\x1f", "\x1e"
 
 
-def _links_and_refs_query(side: str) -> sa.Select[Any]:
+def _links_and_refs_query(side: str, many: str) -> sa.Select[Any]:
     cl = comment_links_t
     refs = (sa.select(sa.func.aggregate_strings(cl.c.source_ref + _REF_SEP + cl.c.target_ref, _PAIR_SEP))
             .where(cl.c.flow == links_t.c.flow, cl.c.link_id == links_t.c.id).scalar_subquery())
-    return _links_for_query(side, many=True).add_columns(refs.label("refs"))
+    return _links_for_query(side, many).add_columns(refs.label("refs"))
 
 
 _LINKS_FOR = {side: _links_for_query(side) for side in SIDES}
-_LINKS_AND_REFS = {side: _links_and_refs_query(side) for side in SIDES}
-_LINKS_FOR_MANY = {side: _links_for_query(side, many=True) for side in SIDES}
-_LINK_STAMPS_MANY = {side: _links_for_query(side, many=True, columns=(
-    links_t.c.id, links_t.c.left_id, links_t.c.right_id, links_t.c.updated_at)) for side in SIDES}
+# The reads of many items' links, by side, for SQLite ("in") and PostgreSQL ("array").
+_LINKS_AND_REFS = {(many, side): _links_and_refs_query(side, many) for many in ("in", "array") for side in SIDES}
+_LINKS_FOR_MANY = {(many, side): _links_for_query(side, many) for many in ("in", "array") for side in SIDES}
+_LINK_STAMPS_MANY = {(many, side): _links_for_query(side, many, columns=(
+    links_t.c.id, links_t.c.left_id, links_t.c.right_id, links_t.c.updated_at)) for many in ("in", "array")
+    for side in SIDES}
 _LINK_BY_PAIR = sa.select(links_t.c.id, links_t.c.role).where(
     links_t.c.flow == sa.bindparam("flow"), links_t.c.left_id == sa.bindparam("left_id"),
     links_t.c.right_id == sa.bindparam("right_id"))
 _PRIMARY_CLASH = {side: _clash_query(side) for side in SIDES}
-# Bind names differ from column names: SQLAlchemy reserves those for the SET clause.
-_UPDATE_LINK = sa.update(links_t).where(links_t.c.id == sa.bindparam("b_link_id")).values(
-    left_key=sa.bindparam("b_left_key"), right_key=sa.bindparam("b_right_key"),
-    snapshot=_param("b_snapshot", links_t.c.snapshot), left_version=sa.bindparam("b_left_version"),
-    right_version=sa.bindparam("b_right_version"), role=sa.bindparam("b_role"),
-    updated_at=_param("b_now", links_t.c.updated_at))
+
+
+def _update_link(snapshot: sa.BindParameter[Any]) -> Any:
+    # Bind names differ from column names: SQLAlchemy reserves those for the SET clause.
+    return sa.update(links_t).where(links_t.c.id == sa.bindparam("b_link_id")).values(
+        left_key=sa.bindparam("b_left_key"), right_key=sa.bindparam("b_right_key"), snapshot=snapshot,
+        left_version=sa.bindparam("b_left_version"), right_version=sa.bindparam("b_right_version"),
+        role=sa.bindparam("b_role"), updated_at=_param("b_now", links_t.c.updated_at))
+
+
+_UPDATE_LINK = _update_link(_param("b_snapshot", links_t.c.snapshot))
+# The snapshot as JSON text already (a batch's: checked, so serialized, when held), as SQLite holds it.
+_UPDATE_LINK_JSON_TEXT = _update_link(sa.bindparam("b_snapshot", type_=sa.Text))
 
 
 def _update_pair(only_primary: bool) -> Any:
@@ -686,6 +699,38 @@ _OPEN_FAILURES = sa.select(
     failures_t.c.flow, failures_t.c.tracker, failures_t.c.item_id, failures_t.c.updated_at,
 ).where(failures_t.c.state == "open", failures_t.c.flow.in_(sa.bindparam("flows", expanding=True)))
 _INSERT_AUDIT = sa.insert(audit_t)
+
+# PostgreSQL: a batch's rows as one statement over a JSON array of them (`json_to_recordset`),
+# instead of a round of protocol messages per row (executemany), which cost more than the rest of
+# the commit. One JSON text is also far cheaper to send than arrays of strings, which the driver
+# escapes element by element. Several rows for one link are merged first (`commit_batch`): an
+# UPDATE ... FROM applies only one of them.
+_PG_UPDATE_LINKS = sa.text(
+    "UPDATE links SET left_key = v.left_key, right_key = v.right_key, snapshot = v.snapshot,"
+    " left_version = v.left_version, right_version = v.right_version, role = v.role, updated_at = :now"
+    " FROM json_to_recordset(CAST(:rows AS json)) AS v(id integer, left_key text, right_key text, snapshot json,"
+    " left_version text, right_version text, role text) WHERE links.id = v.id")
+_PG_RECORD_VERSIONS = sa.text(
+    "UPDATE links SET left_version = coalesce(v.left_version, links.left_version),"
+    " right_version = coalesce(v.right_version, links.right_version), updated_at = :now"
+    " FROM json_to_recordset(CAST(:rows AS json)) AS v(id integer, left_version text, right_version text)"
+    " WHERE links.id = v.id")
+_PG_INSERT_MIRRORS = sa.text(
+    "INSERT INTO comment_links (link_id, flow, source_ref, target_ref, created_at)"
+    " SELECT v.link_id, v.flow, v.source_ref, v.target_ref, :now"
+    " FROM json_to_recordset(CAST(:rows AS json)) AS v(link_id integer, flow text, source_ref text, target_ref text)"
+    " ON CONFLICT (link_id, source_ref) DO NOTHING")
+_PG_INSERT_AUDIT = sa.text(
+    "INSERT INTO audit (ts, flow, link_id, kind, side, detail) SELECT :now, v.flow, v.link_id, v.kind, v.side, v.detail"
+    " FROM ROWS FROM (json_to_recordset(CAST(:rows AS json))"
+    " AS (flow text, link_id integer, kind text, side text, detail json)) WITH ORDINALITY"
+    " AS v(flow, link_id, kind, side, detail, n) ORDER BY v.n")  # ids in the rows' order
+
+
+def _rows_json(names: str, rows: Iterable[Sequence[Any]]) -> str:
+    """Rows as the JSON array of objects a `_PG_...` statement reads (`json_to_recordset`)."""
+    keys = names.split()
+    return json.dumps([dict(zip(keys, row, strict=True)) for row in rows])
 _CURSOR = sa.select(cursors_t.c.value).where(cursors_t.c.tracker == sa.bindparam("tracker"),
                                              cursors_t.c.scope == sa.bindparam("scope"))
 
@@ -710,6 +755,8 @@ class Store:
         self._engine = engine
         self._locks: Locks | None = None
         self._prepared = _dialect_statements(engine.dialect.name)
+        self._pg = engine.dialect.name == "postgresql"
+        self._many = "array" if self._pg else "in"
         # For the one-statement reads of every item: a statement sees one consistent state by
         # itself, so it needs no transaction around it. On PostgreSQL autocommit saves the BEGIN
         # and COMMIT round trips of each; SQLite keeps its transactions (see _create_engine).
@@ -794,7 +841,7 @@ class Store:
                             item_ids: Iterable[str]) -> dict[str, tuple[list[Link], dict[int, set[str]]]]:
         """`links_and_refs` of many items in one query a chunk: {item id: (links, refs)}, every id present."""
         found: dict[str, tuple[list[Link], dict[int, set[str]]]] = {}
-        for item_id, rows in self._rows_by_item(_LINKS_AND_REFS[_check_side(side)], flow, side, item_ids):
+        for item_id, rows in self._rows_by_item(_LINKS_AND_REFS[self._many, _check_side(side)], flow, side, item_ids):
             links = [_link(row) for row in rows]
             found[item_id] = links, {row.id: set(row.refs.replace(_PAIR_SEP, _REF_SEP).split(_REF_SEP))
                                      if row.refs else set() for row in rows}
@@ -802,15 +849,16 @@ class Store:
 
     def links_for_many(self, flow: str, side: str, item_ids: Iterable[str]) -> dict[str, list[Link]]:
         """`links_for` of many items in one query a chunk: {item id: its links}, every id present."""
+        query = _LINKS_FOR_MANY[self._many, _check_side(side)]
         return {item_id: [_link(row) for row in rows]
-                for item_id, rows in self._rows_by_item(_LINKS_FOR_MANY[_check_side(side)], flow, side, item_ids)}
+                for item_id, rows in self._rows_by_item(query, flow, side, item_ids)}
 
     def link_stamps_many(self, flow: str, side: str, item_ids: Iterable[str]) -> dict[str, list[LinkStamp]]:
         """The `link_stamp` of every link of many items, in `links_for` order, without the links'
         snapshots: {item id: its stamps}, every id present."""
         other_id = "right_id" if _check_side(side) == "left" else "left_id"
         return {item_id: [(row.id, row._mapping[other_id], row.updated_at) for row in rows]
-                for item_id, rows in self._rows_by_item(_LINK_STAMPS_MANY[side], flow, side, item_ids)}
+                for item_id, rows in self._rows_by_item(_LINK_STAMPS_MANY[self._many, side], flow, side, item_ids)}
 
     def _rows_by_item(self, query: sa.Select[Any], flow: str, side: str,
                       item_ids: Iterable[str]) -> Iterator[tuple[str, list[sa.Row[Any]]]]:
@@ -963,13 +1011,27 @@ class Store:
             if batch.updates:
                 # By id: the links exist (a link is never deleted) and keep their roles, so there
                 # is nothing to insert and no primary that could clash (see `_upsert_link`).
-                conn.execute(_UPDATE_LINK, [
-                    {"b_link_id": link.id, "b_left_key": c.left_key, "b_right_key": c.right_key,
-                     "b_snapshot": c.snapshot, "b_left_version": c.left_version,
-                     "b_right_version": c.right_version, "b_role": link.role, "b_now": now}
-                    for link, c in batch.updates])
-                self._write_item_rows(conn, [(link.id, c) for link, c in batch.updates], now, batch.started)
-            if batch.versions:
+                if self._pg:
+                    rows = {link.id: (link.id, c.left_key, c.right_key, c.snapshot, c.left_version, c.right_version,
+                                      link.role) for link, c, _snapshot in batch.updates}  # the last one wins
+                    conn.execute(_PG_UPDATE_LINKS, {"now": now, "rows": _rows_json(
+                        "id left_key right_key snapshot left_version right_version role", rows.values())})
+                else:
+                    conn.execute(_UPDATE_LINK_JSON_TEXT, [
+                        {"b_link_id": link.id, "b_left_key": c.left_key, "b_right_key": c.right_key,
+                         "b_snapshot": snapshot, "b_left_version": c.left_version,
+                         "b_right_version": c.right_version, "b_role": link.role, "b_now": now}
+                        for link, c, snapshot in batch.updates])
+                self._write_item_rows(conn, [(link.id, c) for link, c, _snapshot in batch.updates], now,
+                                      batch.started)
+            if batch.versions and self._pg:
+                merged: dict[int, tuple[str | None, str | None]] = {}
+                for link_id, left, right in batch.versions:  # as the rows one by one would leave them
+                    before = merged.get(link_id, (None, None))
+                    merged[link_id] = (before[0] if left is None else left, before[1] if right is None else right)
+                conn.execute(_PG_RECORD_VERSIONS, {"now": now, "rows": _rows_json(
+                    "id left_version right_version", ((i, *pair) for i, pair in merged.items()))})
+            elif batch.versions:
                 conn.execute(_RECORD_VERSIONS, [
                     {"b_link_id": link_id, "b_left_version": left, "b_right_version": right, "b_now": now}
                     for link_id, left, right in batch.versions])
@@ -981,14 +1043,23 @@ class Store:
         resolved (a batch's, see `Batch.started`)."""
         # A pair already present (replayed event, or a mirror recognised by its marker after a
         # crash) is not an error: the first mapping wins.
-        mirrors = [{"link_id": link_id, "flow": c.flow, "source_ref": source, "target_ref": target, "created_at": now}
-                   for link_id, c in commits for source, target in c.comment_links]
-        if mirrors:
-            conn.execute(self._prepared["comment_links"], mirrors)
-        audit = [{"ts": now, "flow": c.flow, "link_id": link_id, "kind": kind, "side": side, "detail": detail}
-                 for link_id, c in commits for kind, side, detail in c.audit]
-        if audit:
-            conn.execute(_INSERT_AUDIT, audit)
+        mirrors = [(link_id, c.flow, source, target) for link_id, c in commits for source, target in c.comment_links]
+        audit = [(c.flow, link_id, kind, side, detail) for link_id, c in commits for kind, side, detail in c.audit]
+        if self._pg:
+            if mirrors:
+                conn.execute(_PG_INSERT_MIRRORS, {"now": now, "rows": _rows_json("link_id flow source_ref target_ref",
+                                                                                  mirrors)})
+            if audit:
+                conn.execute(_PG_INSERT_AUDIT, {"now": now, "rows": _rows_json("flow link_id kind side detail", audit)})
+        else:
+            if mirrors:
+                conn.execute(self._prepared["comment_links"], [
+                    {"link_id": link_id, "flow": flow, "source_ref": source, "target_ref": target, "created_at": now}
+                    for link_id, flow, source, target in mirrors])
+            if audit:
+                conn.execute(_INSERT_AUDIT, [
+                    {"ts": now, "flow": flow, "link_id": link_id, "kind": kind, "side": side, "detail": detail}
+                    for flow, link_id, kind, side, detail in audit])
         clear = {(c.flow, tracker, item_id) for _link_id, c in commits for tracker, item_id in c.clear_failures}
         if clear and failed_before is not None:
             # Of the many items a batch clears, few (usually none) have a failure: one read finds them.

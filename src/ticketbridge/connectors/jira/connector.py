@@ -56,6 +56,8 @@ BASE_FIELDS = ("summary", "description", "status", "priority", "labels", "issuet
 _MARKER_LABEL = re.compile(r"^tb-([a-z0-9_]+)-(\S+)$")
 _MARKER = re.compile(r"^([a-z0-9_]+):(\S+)$")
 _CATEGORY_RANK = {"new": 0, "indeterminate": 1, "done": 2}
+# Normalized comments kept (see `JiraConnector._seen_comments`): a few MB at most.
+_SEEN_COMMENTS = 20_000
 MAX_TRANSITION_STEPS = 3
 EPOCH_JQL = 'updated >= "1970-01-01 00:00"'  # Jira rejects unbounded JQL
 
@@ -132,6 +134,12 @@ class JiraConnector:
         # the first issue created of that kind (see `_transition_new`).
         self._starts: dict[str, tuple[str, list[JSON]]] = {}
         self._learning = threading.Lock()  # items are synced side by side: one issue of a kind learns
+        # Comments as normalized, by (id, updated, public): an issue's whole comment list comes with
+        # every read of it (each poll that sees it change, each fetch), and turning each ADF body
+        # back into text again was a tenth of the sync's time (bench/core.py). An edit changes
+        # `updated`, so an edited comment is normalized anew.
+        self._seen_comments: dict[tuple[str, str, bool], Comment] = {}
+        self._seen_comments_lock = threading.Lock()
 
     @property
     def requests_made(self) -> int:
@@ -279,13 +287,24 @@ class JiraConnector:
             total = int(more.get("total") or total)
         return tuple(self._comment(c) for c in raw)
 
-    @staticmethod
-    def _comment(raw: JSON) -> Comment:
+    def _comment(self, raw: JSON) -> Comment:
+        updated = raw.get("updated")
+        key = (str(raw["id"]), str(updated), not raw.get("visibility"))
+        known = self._seen_comments.get(key) if updated else None
+        if known is not None:
+            return known
         body, source = split_comment_marker(adf_to_text(raw.get("body")))
         author = raw.get("author") or {}
-        return Comment(id=str(raw["id"]), body=body, public=not raw.get("visibility"),
-                       author=str(author.get("displayName") or author.get("accountId") or ""),
-                       created_at=parse_time(raw.get("created")), mirrored_from=source)
+        comment = Comment(id=key[0], body=body, public=key[2],
+                          author=str(author.get("displayName") or author.get("accountId") or ""),
+                          created_at=parse_time(raw.get("created")), mirrored_from=source)
+        if updated:
+            with self._seen_comments_lock:
+                if len(self._seen_comments) >= _SEEN_COMMENTS:  # the oldest go first
+                    for old in list(self._seen_comments)[:_SEEN_COMMENTS // 10]:
+                        del self._seen_comments[old]
+                self._seen_comments[key] = comment
+        return comment
 
     # -- writing ---------------------------------------------------------------------------
     def push(self, item_id: str | None, ops: Sequence[Operation]) -> PushResult:

@@ -569,10 +569,15 @@ _DETECTORS: dict[str, Detector] = {
 # --------------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=64)
+def _tokens(replacement: str) -> frozenset[str]:
+    return frozenset(replacement.format(kind=kind) for kind in KINDS)
+
+
 def _protected_spans(text: str, rules: RedactionRules) -> list[Span]:
     """Where the text already holds a replacement token (of any kind)."""
     spans = []
-    for token in {rules.token(kind) for kind in KINDS}:
+    for token in _tokens(rules.replacement):
         at = text.find(token)
         while at != -1:
             spans.append((at, at + len(token)))
@@ -638,6 +643,8 @@ def _to_original(f: Finding, segments: list[tuple[int, int, int, int]]) -> Findi
 def redact(text: str, rules: RedactionRules, identity: Identity = Identity()) -> Redacted:
     """Replace every PII finding in `text` with `rules.replacement`. Finding offsets refer to `text`."""
     findings = _detect(text, rules, identity)
+    if not findings:  # the usual text: nothing to replace, so nothing new to find either
+        return Redacted(text, ())
     # Each round either covers more of the input or merges two findings, so the loop ends. The bound
     # is only a guard.
     for _ in range(len(text) + 2):
