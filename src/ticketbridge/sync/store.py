@@ -706,9 +706,9 @@ _INSERT_AUDIT = sa.insert(audit_t)
 # escapes element by element. Several rows for one link are merged first (`commit_batch`): an
 # UPDATE ... FROM applies only one of them.
 _PG_UPDATE_LINKS = sa.text(
-    "UPDATE links SET left_key = v.left_key, right_key = v.right_key, snapshot = v.snapshot,"
+    "UPDATE links SET left_key = v.left_key, right_key = v.right_key, snapshot = CAST(v.snapshot AS json),"
     " left_version = v.left_version, right_version = v.right_version, role = v.role, updated_at = :now"
-    " FROM json_to_recordset(CAST(:rows AS json)) AS v(id integer, left_key text, right_key text, snapshot json,"
+    " FROM json_to_recordset(CAST(:rows AS json)) AS v(id integer, left_key text, right_key text, snapshot text,"
     " left_version text, right_version text, role text) WHERE links.id = v.id")
 _PG_RECORD_VERSIONS = sa.text(
     "UPDATE links SET left_version = coalesce(v.left_version, links.left_version),"
@@ -725,12 +725,6 @@ _PG_INSERT_AUDIT = sa.text(
     " FROM ROWS FROM (json_to_recordset(CAST(:rows AS json))"
     " AS (flow text, link_id integer, kind text, side text, detail json)) WITH ORDINALITY"
     " AS v(flow, link_id, kind, side, detail, n) ORDER BY v.n")  # ids in the rows' order
-
-
-def _rows_json(names: str, rows: Iterable[Sequence[Any]]) -> str:
-    """Rows as the JSON array of objects a `_PG_...` statement reads (`json_to_recordset`)."""
-    keys = names.split()
-    return json.dumps([dict(zip(keys, row, strict=True)) for row in rows])
 _CURSOR = sa.select(cursors_t.c.value).where(cursors_t.c.tracker == sa.bindparam("tracker"),
                                              cursors_t.c.scope == sa.bindparam("scope"))
 
@@ -744,6 +738,12 @@ def _dialect_statements(dialect: str) -> dict[str, Any]:
                                           set_={"value": cursor.excluded.value,
                                                 "updated_at": cursor.excluded.updated_at})
     return {"comment_links": comment_links, "set_cursor": cursor}
+
+
+def _rows_json(names: str, rows: Iterable[Sequence[Any]]) -> str:
+    """Rows as the JSON array of objects a `_PG_...` statement reads (`json_to_recordset`)."""
+    keys = names.split()
+    return json.dumps([dict(zip(keys, row, strict=True)) for row in rows])
 
 
 # -- the store --------------------------------------------------------------------------------
@@ -1012,8 +1012,8 @@ class Store:
                 # By id: the links exist (a link is never deleted) and keep their roles, so there
                 # is nothing to insert and no primary that could clash (see `_upsert_link`).
                 if self._pg:
-                    rows = {link.id: (link.id, c.left_key, c.right_key, c.snapshot, c.left_version, c.right_version,
-                                      link.role) for link, c, _snapshot in batch.updates}  # the last one wins
+                    rows = {link.id: (link.id, c.left_key, c.right_key, snapshot, c.left_version, c.right_version,
+                                      link.role) for link, c, snapshot in batch.updates}  # the last one wins
                     conn.execute(_PG_UPDATE_LINKS, {"now": now, "rows": _rows_json(
                         "id left_key right_key snapshot left_version right_version role", rows.values())})
                 else:
