@@ -570,14 +570,14 @@ _DETECTORS: dict[str, Detector] = {
 
 
 @functools.lru_cache(maxsize=64)
-def _tokens(replacement: str) -> frozenset[str]:
-    return frozenset(replacement.format(kind=kind) for kind in KINDS)
+def _tokens(rules: RedactionRules) -> frozenset[str]:
+    return frozenset(rules.token(kind) for kind in KINDS)
 
 
 def _protected_spans(text: str, rules: RedactionRules) -> list[Span]:
     """Where the text already holds a replacement token (of any kind)."""
     spans = []
-    for token in _tokens(rules.replacement):
+    for token in _tokens(rules):
         at = text.find(token)
         while at != -1:
             spans.append((at, at + len(token)))
