@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -152,10 +152,12 @@ class ItemCommit:
 class Batch:
     """The writes of many items, held back to be committed in one transaction (`Store.commit_batch`):
     commits of pairs whose link exists, and versions seen with nothing to do. Appends are atomic,
-    so the threads syncing a page's items share one."""
+    so the threads syncing a page's items share one (a link's versions come from the one thread
+    holding its items' locks)."""
 
     updates: list[tuple[Link, ItemCommit, str]] = field(default_factory=list)  # with the snapshot's JSON
-    versions: list[tuple[int, str | None, str | None]] = field(default_factory=list)
+    # link id -> (left, right): merged as recording them one after the other would leave them.
+    versions: dict[int, tuple[str | None, str | None]] = field(default_factory=dict)
     # A failure recorded since (a pair of an item failing after another pair of it was synced) is
     # newer than the commits it would be cleared by: it stays open, as it would after theirs.
     started: datetime = field(default_factory=lambda: _now())
@@ -169,7 +171,9 @@ class Batch:
     def record_versions(self, link_id: int, left_version: str | None, right_version: str | None) -> None:
         """`Store.record_versions`, held back."""
         if left_version is not None or right_version is not None:
-            self.versions.append((link_id, left_version, right_version))
+            left, right = self.versions.get(link_id, (None, None))
+            self.versions[link_id] = (left if left_version is None else left_version,
+                                      right if right_version is None else right_version)
 
     def __len__(self) -> int:
         return len(self.updates) + len(self.versions)
@@ -636,12 +640,17 @@ def _links_and_refs_query(side: str, many: str) -> sa.Select[Any]:
 
 
 _LINKS_FOR = {side: _links_for_query(side) for side in SIDES}
-# The reads of many items' links, by side, for SQLite ("in") and PostgreSQL ("array").
-_LINKS_AND_REFS = {(many, side): _links_and_refs_query(side, many) for many in ("in", "array") for side in SIDES}
-_LINKS_FOR_MANY = {(many, side): _links_for_query(side, many) for many in ("in", "array") for side in SIDES}
-_LINK_STAMPS_MANY = {(many, side): _links_for_query(side, many, columns=(
-    links_t.c.id, links_t.c.left_id, links_t.c.right_id, links_t.c.updated_at)) for many in ("in", "array")
-    for side in SIDES}
+
+
+def _many_reads(build: Callable[[str, str], sa.Select[Any]]) -> dict[tuple[bool, str], sa.Select[Any]]:
+    """A read of many items' links, by (PostgreSQL?, side): an id array there, an IN list on SQLite."""
+    return {(pg, side): build(side, "array" if pg else "in") for pg in (False, True) for side in SIDES}
+
+
+_LINKS_AND_REFS = _many_reads(_links_and_refs_query)
+_LINKS_FOR_MANY = _many_reads(_links_for_query)
+_LINK_STAMPS_MANY = _many_reads(lambda side, many: _links_for_query(side, many, columns=(
+    links_t.c.id, links_t.c.left_id, links_t.c.right_id, links_t.c.updated_at)))
 _LINK_BY_PAIR = sa.select(links_t.c.id, links_t.c.role).where(
     links_t.c.flow == sa.bindparam("flow"), links_t.c.left_id == sa.bindparam("left_id"),
     links_t.c.right_id == sa.bindparam("right_id"))
@@ -756,7 +765,6 @@ class Store:
         self._locks: Locks | None = None
         self._prepared = _dialect_statements(engine.dialect.name)
         self._pg = engine.dialect.name == "postgresql"
-        self._many = "array" if self._pg else "in"
         # For the one-statement reads of every item: a statement sees one consistent state by
         # itself, so it needs no transaction around it. On PostgreSQL autocommit saves the BEGIN
         # and COMMIT round trips of each; SQLite keeps its transactions (see _create_engine).
@@ -841,7 +849,7 @@ class Store:
                             item_ids: Iterable[str]) -> dict[str, tuple[list[Link], dict[int, set[str]]]]:
         """`links_and_refs` of many items in one query a chunk: {item id: (links, refs)}, every id present."""
         found: dict[str, tuple[list[Link], dict[int, set[str]]]] = {}
-        for item_id, rows in self._rows_by_item(_LINKS_AND_REFS[self._many, _check_side(side)], flow, side, item_ids):
+        for item_id, rows in self._rows_by_item(_LINKS_AND_REFS[self._pg, _check_side(side)], flow, side, item_ids):
             links = [_link(row) for row in rows]
             found[item_id] = links, {row.id: set(row.refs.replace(_PAIR_SEP, _REF_SEP).split(_REF_SEP))
                                      if row.refs else set() for row in rows}
@@ -849,7 +857,7 @@ class Store:
 
     def links_for_many(self, flow: str, side: str, item_ids: Iterable[str]) -> dict[str, list[Link]]:
         """`links_for` of many items in one query a chunk: {item id: its links}, every id present."""
-        query = _LINKS_FOR_MANY[self._many, _check_side(side)]
+        query = _LINKS_FOR_MANY[self._pg, _check_side(side)]
         return {item_id: [_link(row) for row in rows]
                 for item_id, rows in self._rows_by_item(query, flow, side, item_ids)}
 
@@ -858,7 +866,7 @@ class Store:
         snapshots: {item id: its stamps}, every id present."""
         other_id = "right_id" if _check_side(side) == "left" else "left_id"
         return {item_id: [(row.id, row._mapping[other_id], row.updated_at) for row in rows]
-                for item_id, rows in self._rows_by_item(_LINK_STAMPS_MANY[self._many, side], flow, side, item_ids)}
+                for item_id, rows in self._rows_by_item(_LINK_STAMPS_MANY[self._pg, side], flow, side, item_ids)}
 
     def _rows_by_item(self, query: sa.Select[Any], flow: str, side: str,
                       item_ids: Iterable[str]) -> Iterator[tuple[str, list[sa.Row[Any]]]]:
@@ -1025,16 +1033,12 @@ class Store:
                 self._write_item_rows(conn, [(link.id, c) for link, c, _snapshot in batch.updates], now,
                                       batch.started)
             if batch.versions and self._pg:
-                merged: dict[int, tuple[str | None, str | None]] = {}
-                for link_id, left, right in batch.versions:  # as the rows one by one would leave them
-                    before = merged.get(link_id, (None, None))
-                    merged[link_id] = (before[0] if left is None else left, before[1] if right is None else right)
                 conn.execute(_PG_RECORD_VERSIONS, {"now": now, "rows": _rows_json(
-                    "id left_version right_version", ((i, *pair) for i, pair in merged.items()))})
+                    "id left_version right_version", ((i, *pair) for i, pair in batch.versions.items()))})
             elif batch.versions:
                 conn.execute(_RECORD_VERSIONS, [
                     {"b_link_id": link_id, "b_left_version": left, "b_right_version": right, "b_now": now}
-                    for link_id, left, right in batch.versions])
+                    for link_id, (left, right) in batch.versions.items()])
 
     def _write_item_rows(self, conn: Connection, commits: list[tuple[int, ItemCommit]], now: datetime,
                          failed_before: datetime | None = None) -> None:
